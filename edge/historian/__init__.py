@@ -1,0 +1,1 @@
+"""The historian: schema migrations, roles, and the Arrow-batch writer (TimescaleDB or plain PostgreSQL)."""

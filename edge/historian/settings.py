@@ -1,0 +1,21 @@
+"""Historian config section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edge.settings import Section, SecretRef
+
+
+class HistorianSettings(Section):
+    dsn: str = "postgresql://edge_writer@127.0.0.1:5432/factory_edge"
+    password: SecretRef | None = None
+    write_method: Literal["auto", "copy", "insert"] = "auto"
+    flavor: Literal["auto", "timescaledb", "postgres"] = "auto"
+    chunk_interval: str = "1 day"
+    compress_after: str = "7 days"
+    retention: str = "90 days"
+    partitions_ahead: int = Field(7, ge=1, description="plain PostgreSQL: daily partitions created ahead")
+    write_timeout_s: float = Field(10.0, gt=0)

@@ -1,0 +1,70 @@
+"""Ingest config sections: sources and the data-quality gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edge.settings import Section, SecretRef, TlsSettings
+
+
+class OpcUaNode(Section):
+    """One subscribed node. ``node`` is ``nsu=URI;s=ID`` (or i=, g=, b=) or a browse path; never a bare ns index."""
+
+    tag: str
+    node: str
+    deadband: Literal["none", "absolute", "percent"] = "none"
+    deadband_value: float = 0.0
+
+
+class OpcUaSourceSettings(Section):
+    name: str
+    endpoint: str
+    security_policy: Literal[
+        "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"
+    ] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    username: str | None = None
+    password: SecretRef | None = None
+    trust_on_first_use: bool = False
+    timestamp: Literal["source", "server", "receive"] = "source"
+    publishing_interval_ms: int = Field(100, ge=10)
+    sampling_interval_ms: int = Field(100, ge=0)
+    queue_size: int = Field(10, ge=1)
+    max_nodes_per_subscription: int = Field(1000, ge=1)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    nodes: list[OpcUaNode] = []
+
+
+class MqttSourceSettings(Section):
+    name: str
+    topics: list[str]
+    codec: Literal["json", "sparkplug"] = "json"
+    qos: Literal[0, 1] = 1
+    shared_group: str | None = None
+    url: str | None = None  # default: the [broker] section
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: TlsSettings | None = None
+    # JSON codec: where things are in a message.
+    tag_from_topic: str = "{topic}"
+    value_path: str = "value"
+    ts_path: str = "ts"
+    quality_path: str | None = "quality"
+    samples_path: str | None = None  # a list of samples in one message
+
+
+class SourcesSettings(Section):
+    opcua: list[OpcUaSourceSettings] = []
+    mqtt: list[MqttSourceSettings] = []
+
+
+class QualitySettings(Section):
+    max_future_s: float = Field(5.0, ge=0)
+    max_past_s: float = Field(7 * 24 * 3600.0, ge=0)
+    stuck_samples: int = Field(50, ge=2)
+    spike_sigma: float = Field(8.0, gt=0)
+    drop_duplicates: bool = True
+    unmapped: Literal["dead_letter", "keep"] = "keep"
