@@ -1,4 +1,4 @@
-"""What travels on the queues between stages: one Arrow batch, its idempotency id, and its acknowledgements."""
+"""What travels on the queues between stages: one Arrow batch, its idempotency id, its acknowledgements."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.settings import BrokerSettings, SecretRef, TlsSettings
 
@@ -69,7 +69,7 @@ def make_client(
         client.tls_set_context(ctx)
     props: Properties | None = None
     if v5:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0 if clean_start else settings.session_expiry_s
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client, address, props

@@ -94,3 +94,5 @@ class PipelineSettings(Section):
 class MetricsSettings(Section):
     listen: str = "127.0.0.1:9464"
     enabled: bool = True
+    state_file: Path = Path("/var/lib/factory-edge/stats.json")  # JSON snapshot that `edge stats` reads
+    state_interval_s: float = Field(default=5.0, gt=0)

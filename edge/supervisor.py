@@ -66,7 +66,7 @@ class Supervisor:
         self._stop_requested.set()
 
     async def run(self, duration_s: float | None = None) -> None:
-        """Start everything, wait for a stop request (signal, duration, or ``request_stop``), stop in order."""
+        """Start everything, wait for a stop request (signal, duration, ``request_stop``), stop in order."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -101,7 +101,8 @@ class Supervisor:
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
                 for task in pending:
-                    log.warning("component did not stop in time; cancelled", extra={"component": task.get_name()})
+                    log.warning("component did not stop in time; cancelled",
+                                extra={"component": task.get_name()})
                     task.cancel()
                 if pending:
                     await asyncio.wait(pending, timeout=1.0)

@@ -1,1 +1,1 @@
-"""From windows to insights: Numba feature kernels, ONNX Runtime and Triton runtimes, model packages, drift."""
+"""From windows to insights: Numba feature kernels, ONNX Runtime and Triton runtimes, model packages."""

@@ -17,8 +17,27 @@ class InferenceSettings(Section):
     min_good_fraction: float = Field(0.8, ge=0, le=1)
     models_dir: Path = Path("/var/lib/factory-edge/models")
     runtime: Literal["onnx", "triton"] = "onnx"
-    providers: list[str] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     intra_op_threads: int = Field(1, ge=1)
     triton_url: str = "127.0.0.1:8001"
     triton_protocol: Literal["grpc", "http"] = "grpc"
     triton_fallback_to_onnx: bool = True
+    # windows and features
+    grid_hz: float = Field(1.0, gt=0, description="rate of the grid each equipment's tags are aligned to")
+    max_hold_s: float = Field(5.0, ge=0, description="a value is held on the grid at most this long")
+    allowed_lateness_s: float = Field(2.0, ge=0, description="event-time slack before a window closes")
+    idle_close_s: float = Field(30.0, gt=0, description="close an equipment's windows after this wall time")
+    signal_key: Literal["tag", "measure"] = "tag"
+    spectral_signals: list[str] = Field(default_factory=list, description="signals that get FFT features")
+    n_bands: int = Field(8, ge=1)
+    feature_threads: int = Field(1, ge=1)
+    tick_s: float = Field(1.0, gt=0)
+    models: list[str] = Field(default_factory=list, description="models to run; empty = every promoted one")
+    # insights
+    warning_ratio: float = Field(0.8, gt=0, description="warning at score >= ratio x threshold")
+    hysteresis_windows: int = Field(2, ge=1, description="windows in a row to raise or clear a level")
+    clear_ratio: float = Field(0.9, gt=0, description="a level clears below ratio x its entry score")
+    top_features: int = Field(3, ge=1)
+    # triton
+    triton_timeout_s: float = Field(2.0, gt=0)
+    triton_retries: int = Field(2, ge=0)

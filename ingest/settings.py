@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -35,6 +36,9 @@ class OpcUaSourceSettings(Section):
     max_nodes_per_subscription: int = Field(1000, ge=1)
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    pki_dir: Path = Path("/var/lib/factory-edge/pki")  # own certificate, trusted/ and rejected/ servers
+    request_timeout_s: float = Field(10.0, gt=0)
+    publish_requests: int = Field(2, ge=1, le=8)  # publish requests kept in flight per session
     nodes: list[OpcUaNode] = []
 
 
@@ -54,6 +58,21 @@ class MqttSourceSettings(Section):
     ts_path: str = "ts"
     quality_path: str | None = "quality"
     samples_path: str | None = None  # a list of samples in one message
+    # (MQTT engineer) session, batching, JSON topic pattern and Sparkplug B host settings.
+    client_id: str | None = None  # default "fe-<name>"; stable, so a persistent session survives restarts
+    protocol: Literal["5", "3.1.1"] | None = None  # default: the [broker] section
+    clean_start: bool = False  # False + session expiry: a persistent session (QoS 1 kept while away)
+    session_expiry_s: int | None = Field(None, ge=0)  # default: the [broker] section
+    receive_maximum: int = Field(10_000, ge=1, le=65_535)  # QoS 1 messages in flight (unacknowledged)
+    batch_rows: int | None = Field(None, ge=1)  # default: the [pipeline] section
+    batch_ms: int | None = Field(None, ge=1)
+    topic_pattern: str | None = None  # "plant/{line}/{machine}/{measure}": names for tag_from_topic
+    tag_path: str | None = None  # per-sample tag name inside the payload ({name} in tag_from_topic)
+    ts_format: Literal["auto", "iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"] = "auto"
+    sparkplug_host_id: str | None = None  # publish spBv1.0/STATE/<id> (retained, QoS 1, with a will)
+    sparkplug_tag_template: str = "{group}/{node}/{device}/{metric}"
+    sparkplug_node_tag_template: str = "{group}/{node}/{metric}"
+    sparkplug_rebirth_interval_s: float = Field(5.0, ge=0)
 
 
 class SourcesSettings(Section):

@@ -25,6 +25,8 @@ from tests.services import (
     port_open,
 )
 
+pytest_plugins = ["tests.triton.plugin", "tests.timescale.plugin"]
+
 
 @pytest.fixture(scope="session")
 def pg_server_dsn() -> Iterator[str]:

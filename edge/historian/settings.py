@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.settings import Section, SecretRef
+from edge.settings import SecretRef, Section
 
 
 class HistorianSettings(Section):
     dsn: str = "postgresql://edge_writer@127.0.0.1:5432/factory_edge"
-    password: SecretRef | None = None
+    password: SecretRef | None = None  # edge_writer's password (set on the role by `edge historian init`)
+    reader_password: SecretRef | None = None  # edge_reader's password, set by `edge historian init`
     write_method: Literal["auto", "copy", "insert"] = "auto"
     flavor: Literal["auto", "timescaledb", "postgres"] = "auto"
     chunk_interval: str = "1 day"

@@ -1,0 +1,200 @@
+"""OPC-UA ingest benchmark: the OpcUaSource into Arrow batches vs a bare asyncua client that only counts.
+
+One run starts the plant simulator (``edge simulate``, asyncua server) in its own process with
+TAGS = lines x machines x 4 at RATE Hz, then measures, one after the other against that same server:
+
+* ``bare``: asyncua's own subscription API (iterator mode, the cheaper of its two), counting notifications;
+* ``source``: :class:`ingest.opcua.source.OpcUaSource` building SAMPLES batches (emit counts rows, no sink);
+* ``bare`` again, so a drift of the shared machine shows up as a difference between the two bare phases.
+
+Each client runs in a process of its own; CPU is that process's user+system time. Lag is recv_ts - ts of
+the source's rows, median per second, compared between the first and the last third of the phase.
+
+    .venv/bin/python bench/bench_opcua.py --lines 25 --machines 50 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NS = "urn:factory-edge:sim"
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- clients (run in a child process) -------------------------------------------------------------
+async def client_bare(endpoint: str, tags: list[str], warmup: float, duration: float,
+                      chunk: int) -> dict[str, Any]:
+    from asyncua import ua
+    from asyncua.client.client import Client
+
+    client = Client(endpoint, timeout=30, watchdog_intervall=30)  # as the source with request_timeout_s=30
+    await client.connect()
+    idx = await client.get_namespace_index(NS)
+    count = 0
+
+    async def consume(sub: Any) -> None:
+        nonlocal count
+        async for _ev in sub:
+            count += 1
+
+    consumers = []
+    for start in range(0, len(tags), chunk):
+        sub = await client.create_subscription(100, None, queue_maxsize=10_000_000)
+        nodes: Any = [client.get_node(ua.NodeId(t, idx)) for t in tags[start:start + chunk]]  # type: ignore[arg-type]
+        await sub.subscribe_data_change(nodes, sampling_interval=100.0, queuesize=10)  # type: ignore[call-overload]
+        consumers.append(asyncio.create_task(consume(sub)))
+    await asyncio.sleep(warmup)
+    c0, t0, n0 = time.process_time(), time.monotonic(), count
+    await asyncio.sleep(duration)
+    c1, t1, n1 = time.process_time(), time.monotonic(), count
+    for c in consumers:
+        c.cancel()
+    await client.disconnect()
+    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0}
+
+
+async def client_source(endpoint: str, tags: list[str], warmup: float, duration: float, chunk: int,
+                        publish_requests: int) -> dict[str, Any]:
+    from edge.envelope import Envelope
+    from ingest.opcua.source import OpcUaSource
+    from ingest.settings import OpcUaSourceSettings
+
+    rows = 0
+    batches = 0
+    lags: list[tuple[float, float]] = []  # (monotonic, median lag ms of the batch)
+
+    async def emit(env: Envelope) -> None:
+        nonlocal rows, batches
+        rows += env.num_rows
+        batches += 1
+        if batches % 4 == 0:
+            b = env.batch
+            ts = b.column("ts").cast("int64").to_numpy()
+            recv = b.column("recv_ts").cast("int64").to_numpy()
+            lags.append((time.monotonic(), float(statistics.median((recv - ts).tolist())) / 1000))
+
+    settings = OpcUaSourceSettings.model_validate({
+        "name": "bench", "endpoint": endpoint, "max_nodes_per_subscription": chunk,
+        "publish_requests": publish_requests, "request_timeout_s": 30,
+        "nodes": [{"tag": t, "node": f"nsu={NS};s={t}"} for t in tags]})
+    source = OpcUaSource(settings, emit)
+    task = asyncio.create_task(source.run())
+    await asyncio.wait_for(source.connected.wait(), 60)
+    await asyncio.sleep(warmup)
+    c0, t0, n0 = time.process_time(), time.monotonic(), rows
+    await asyncio.sleep(duration)
+    c1, t1, n1 = time.process_time(), time.monotonic(), rows
+    await source.stop()
+    await task
+    window = [lag for at, lag in lags if t0 <= at <= t1]
+    third = max(1, len(window) // 3)
+    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0, "batches": batches,
+            "lag_ms_first_third": statistics.median(window[:third]) if window else None,
+            "lag_ms_last_third": statistics.median(window[-third:]) if window else None}
+
+
+def child(args: argparse.Namespace) -> None:
+    from edge.simulator.plant import plant_tags
+
+    tags = [t.name for t in plant_tags(args.lines, args.machines)]
+    if args.client == "bare":
+        res = asyncio.run(client_bare(args.endpoint, tags, args.warmup, args.duration, args.chunk))
+    else:
+        res = asyncio.run(client_source(args.endpoint, tags, args.warmup, args.duration, args.chunk,
+                                        args.publish_requests))
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# -- driver --------------------------------------------------------------------------------------
+def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, "--endpoint", endpoint, "--lines", str(args.lines),
+           "--machines", str(args.machines), "--duration", str(args.duration), "--warmup", str(args.warmup),
+           "--chunk", str(args.chunk), "--publish-requests", str(args.publish_requests)]
+    s0 = proc_cpu_s(server_pid)
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    wall = time.monotonic() - t0
+    server_cpu = (proc_cpu_s(server_pid) - s0) / wall
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{kind} client failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    res: dict[str, Any] = json.loads(line[7:])
+    res["values_per_s"] = res["values"] / res["wall_s"]
+    res["cpu_cores"] = res["cpu_s"] / res["wall_s"]
+    res["cpu_s_per_10k_values"] = res["cpu_s"] / max(res["values"], 1) * 10_000
+    res["server_cpu_cores"] = server_cpu
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=25)
+    ap.add_argument("--machines", type=int, default=50)
+    ap.add_argument("--rate-hz", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--chunk", type=int, default=1000, help="monitored items per subscription (both clients)")
+    ap.add_argument("--publish-requests", type=int, default=2, help="source: publish requests in flight")
+    ap.add_argument("--port", type=int, default=48620)
+    ap.add_argument("--child", choices=["bare", "source"], default=None)
+    ap.add_argument("--endpoint", default=None)
+    args = ap.parse_args()
+    if args.child:
+        args.client = args.child
+        child(args)
+        return
+    n_tags = args.lines * args.machines * 4
+    endpoint = f"opc.tcp://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "--log-level", "warning", "simulate", "--lines", str(args.lines),
+         "--machines", str(args.machines), "--rate-hz", str(args.rate_hz), "--opcua-port", str(args.port),
+         "--faults", "none"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "serving" not in line:
+            raise SystemExit(f"simulator did not start: {line}")
+        time.sleep(2)
+        s0, w0 = proc_cpu_s(server.pid), time.monotonic()
+        time.sleep(3)
+        idle_cpu = (proc_cpu_s(server.pid) - s0) / (time.monotonic() - w0)
+        results = {}
+        for name in ("bare", "source", "bare2"):
+            results[name] = phase("bare" if name == "bare2" else name, args, endpoint, server.pid)
+        bare = max(results["bare"]["values_per_s"], results["bare2"]["values_per_s"])
+        src = results["source"]
+        report = {
+            "tags": n_tags, "offered_values_per_s": n_tags * args.rate_hz, "nproc": os.cpu_count(),
+            "server_cpu_cores_no_client": idle_cpu, **{k: v for k, v in results.items()},
+            "ratio_source_to_bare": src["values_per_s"] / bare if bare else None,
+            "cpu_ratio_source_to_bare_per_value": (src["cpu_s_per_10k_values"]
+                                                   / results["bare"]["cpu_s_per_10k_values"]),
+        }
+        print(json.dumps(report, indent=2, default=lambda x: round(x, 4) if isinstance(x, float) else x))
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""As-of join of MES context onto samples, feature windows and insights.
+
+For each row the context active at its timestamp is attached: per key, the interval of the most specific
+scope (a prefix of the row's ``asset`` path) with ``valid_from <= ts < valid_to``. A row after an interval's
+end and before the next start gets null, and so does a row before any context: nulls, never a guess.
+
+How: a numba kernel (parallel over chunks of rows, GIL released). Per key, the intervals of all scopes are
+concatenated (sorted starts, ends, value codes, offsets per scope); each asset's scopes are resolved once per
+batch (per precedence level, a scope rank). Per row and scope the kernel keeps a cursor: rows in time order
+(the usual case) walk it forward in O(1), a row earlier than the last one binary-searches. The interval found
+must end after the row. Keys whose intervals are identical (work order and batch usually are) share a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from contextualize.mes_events import JOIN_KEYS
+from contextualize.mes_store import KeySnapshot, MesContextStore, StoreSnapshot, scope_prefixes
+from edge.datamodel import DICT_STR
+
+
+def _asset_codes(assets: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str | None]]:
+    """Dictionary codes of the asset column (-1 for null) and the dictionary."""
+    if isinstance(assets, pa.ChunkedArray):
+        assets = assets.combine_chunks() if assets.num_chunks != 1 else assets.chunk(0)
+    if not pa.types.is_dictionary(assets.type):
+        assets = pc.dictionary_encode(assets)
+    idx = assets.indices
+    codes = (
+        idx.to_numpy(zero_copy_only=False)
+        if idx.null_count == 0
+        else idx.fill_null(-1).to_numpy(zero_copy_only=False)
+    )
+    codes = codes.astype(np.int32, copy=False)
+    dictionary: list[str | None] = assets.dictionary.to_pylist()
+    return codes, dictionary
+
+
+def _ts_us(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        if col.type.unit != "us":
+            col = col.cast(pa.timestamp("us", tz=col.type.tz))
+        col = col.view(pa.int64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _key_levels(ks: KeySnapshot, dictionary: Sequence[str | None]) -> tuple[list[str], list[np.ndarray]]:
+    """Scopes used by this key (in rank order) and, per precedence level, each asset's scope rank (-1)."""
+    scope_rank: dict[str, int] = {}
+    per_asset: list[list[int]] = []
+    for asset in dictionary:
+        ranks: list[int] = []
+        if asset:
+            for p in scope_prefixes(asset):
+                if p in ks.scopes:
+                    ranks.append(scope_rank.setdefault(p, len(scope_rank)))
+        per_asset.append(ranks)
+    depth = max((len(r) for r in per_asset), default=0)
+    levels = []
+    for lv in range(depth):
+        arr = np.full(len(dictionary) + 1, -1, dtype=np.int32)  # last slot: null asset (code -1)
+        for a, ranks in enumerate(per_asset):
+            if lv < len(ranks):
+                arr[a] = ranks[lv]
+        levels.append(arr)
+    return list(scope_rank), levels
+
+
+def _kernel() -> Any:
+    """The compiled join kernel (numba, compiled on first use and cached on disk)."""
+    global _KERNEL
+    if _KERNEL is None:
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=True, nogil=True)  # type: ignore[untyped-decorator,unused-ignore]
+        def asof(codes: Any, ts: Any, level_rank: Any, offsets: Any, starts: Any, ends: Any, vals: Any,
+                 out: Any, valid: Any, n_chunks: int) -> None:  # pragma: no cover - compiled
+            n = ts.shape[0]
+            n_scopes = offsets.shape[0] - 1
+            n_levels = level_rank.shape[0]
+            n_keys = vals.shape[0]
+            chunk = (n + n_chunks - 1) // n_chunks
+            for c in prange(n_chunks):
+                lo = c * chunk
+                hi = min(n, lo + chunk)
+                cur = np.full(n_scopes, -2, np.int64)  # per scope: index of the last start <= t (a-1: none)
+                last = np.zeros(n_scopes, np.int64)
+                for i in range(lo, hi):
+                    code = codes[i]
+                    found = -1
+                    if code >= 0:
+                        t = ts[i]
+                        for lv in range(n_levels):
+                            r = level_rank[lv, code]
+                            if r < 0:
+                                break
+                            a = offsets[r]
+                            b = offsets[r + 1]
+                            k = cur[r]
+                            if k == -2 or t < last[r]:  # first row of the scope in the chunk, or back in time
+                                k = a + np.searchsorted(starts[a:b], t, side="right") - 1
+                            else:  # rows in time order: walk forward
+                                while k + 1 < b and starts[k + 1] <= t:
+                                    k += 1
+                            cur[r] = k
+                            last[r] = t
+                            if k >= a and t < ends[k]:
+                                found = k
+                                break
+                    if found >= 0:
+                        for j in range(n_keys):
+                            v = vals[j, found]
+                            out[j, i] = v
+                            valid[j, i] = 1
+                    else:
+                        for j in range(n_keys):
+                            out[j, i] = 0
+                            valid[j, i] = 0
+
+        _KERNEL = asof
+    return _KERNEL
+
+
+_KERNEL: Any = None
+
+
+def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.ndarray, snap: StoreSnapshot,
+                  keys: Sequence[str] = JOIN_KEYS) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Per key: int32 value codes per row (0 where null), uint8 validity per row (1 = a value), and the
+    value dictionary.
+
+    Keys whose intervals are the same (work order and batch usually are) are joined in one pass."""
+    n = len(ts)
+    out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    groups: list[tuple[list[str], list[str], np.ndarray, list[str]]] = []  # keys, scopes, levels, ...
+    for key in keys:
+        ks = snap.keys.get(key)
+        if ks is None or n == 0:
+            out[key] = (np.zeros(n, np.int32), np.zeros(n, np.uint8), [] if ks is None else ks.values)
+            continue
+        scopes, levels = _key_levels(ks, dictionary)
+        if not levels:
+            out[key] = (np.zeros(n, np.int32), np.zeros(n, np.uint8), ks.values)
+            continue
+        for g in groups:
+            other = snap.keys[g[0][0]]
+            same = g[1] == scopes and all(
+                np.array_equal(other.scopes[s][0], ks.scopes[s][0])
+                and np.array_equal(other.scopes[s][1], ks.scopes[s][1]) for s in scopes)
+            if same:
+                g[0].append(key)
+                break
+        else:
+            groups.append(([key], scopes, np.stack(levels), []))
+    if not groups:
+        return out
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    kernel = _kernel()
+    n_chunks = max(1, min(64, n // 65536))
+    for g_keys, scopes, level_rank, _ in groups:
+        first = snap.keys[g_keys[0]]
+        offsets = np.zeros(len(scopes) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(first.scopes[s][0]) for s in scopes])
+        starts = np.concatenate([first.scopes[s][0] for s in scopes])
+        ends = np.concatenate([first.scopes[s][1] for s in scopes])
+        vals = np.stack([np.concatenate([snap.keys[k].scopes[s][2] for s in scopes]) for k in g_keys])
+        res = np.empty((len(g_keys), n), dtype=np.int32)
+        valid = np.empty((len(g_keys), n), dtype=np.uint8)
+        kernel(codes, ts, level_rank.astype(np.int32), offsets, starts, ends, vals, res, valid, n_chunks)
+        for j, k in enumerate(g_keys):
+            out[k] = (res[j], valid[j], snap.keys[k].values)
+    return {k: out[k] for k in keys}
+
+
+def _dict_array(codes: np.ndarray, valid: np.ndarray, values: list[str]) -> pa.DictionaryArray:
+    n = len(codes)
+    n_valid = int(np.count_nonzero(valid))
+    bitmap = None if n_valid == n else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(np.ascontiguousarray(codes))],
+                                    null_count=n - n_valid)
+    # codes come from the kernel and index ``values``: no bounds check needed
+    return pa.DictionaryArray.from_arrays(indices, pa.array(values, type=pa.string()), safe=False)
+
+
+def context_columns(
+    batch: pa.RecordBatch | pa.Table,
+    store: MesContextStore | StoreSnapshot,
+    *,
+    ts_column: str = "ts",
+    asset_column: str = "asset",
+    keys: Sequence[str] = JOIN_KEYS,
+) -> dict[str, pa.DictionaryArray]:
+    """The context columns (dictionary strings) for the rows of ``batch``."""
+    snap = store.snapshot() if isinstance(store, MesContextStore) else store
+    codes, dictionary = _asset_codes(batch.column(asset_column))
+    ts = _ts_us(batch.column(ts_column))
+    found = context_codes(codes, dictionary, ts, snap, keys)
+    return {k: _dict_array(c, ok, v) for k, (c, ok, v) in found.items()}
+
+
+def attach_context(
+    batch: pa.RecordBatch,
+    store: MesContextStore | StoreSnapshot,
+    *,
+    ts_column: str = "ts",
+    asset_column: str = "asset",
+    keys: Sequence[str] = JOIN_KEYS,
+) -> pa.RecordBatch:
+    """``batch`` with ``work_order``, ``product``, ``batch`` and ``shift`` filled with the context active at
+    each row's ``ts_column`` (``ts`` for samples, ``window_end`` for feature windows). Columns that exist are
+    replaced in place (CONTEXTUALIZED_SAMPLES keeps its schema); missing ones are appended."""
+    cols = context_columns(batch, store, ts_column=ts_column, asset_column=asset_column, keys=keys)
+    arrays = list(batch.columns)
+    fields = list(batch.schema)
+    for key, arr in cols.items():
+        i = batch.schema.get_field_index(key)
+        if i >= 0:
+            arrays[i] = arr.cast(fields[i].type) if fields[i].type != arr.type else arr
+        else:
+            arrays.append(arr)
+            fields.append(pa.field(key, DICT_STR))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+
+def attach_insight_context(
+    batch: pa.RecordBatch, store: MesContextStore | StoreSnapshot, *, ts_column: str = "window_end"
+) -> pa.RecordBatch:
+    """An INSIGHTS batch with its ``context`` JSON column set to the context at ``window_end`` (keys kept
+    from an existing JSON object that are not context keys)."""
+    cols = context_columns(batch, store, ts_column=ts_column)
+    lists = {k: v.to_pylist() for k, v in cols.items()}
+    i = batch.schema.get_field_index("context")
+    old: list[str | None] = batch.column(i).to_pylist() if i >= 0 else [None] * batch.num_rows
+    out: list[str] = []
+    for r in range(batch.num_rows):
+        doc: dict[str, Any] = {}
+        prev = old[r]
+        if prev:
+            try:
+                parsed = orjson.loads(prev)
+                if isinstance(parsed, dict):
+                    doc = parsed
+            except orjson.JSONDecodeError:
+                doc = {}
+        for k in JOIN_KEYS:
+            doc[k] = lists[k][r]
+        out.append(orjson.dumps(doc).decode())
+    arr = pa.array(out, type=pa.string())
+    if i >= 0:
+        return batch.set_column(i, batch.schema.field(i), arr)
+    return batch.append_column(pa.field("context", pa.string()), arr)
+
+
+def context_join(store: MesContextStore) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """The ``context_join`` for :class:`contextualize.enrich.Contextualizer`: ``attach_context`` on ``store``."""
+
+    def join(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return attach_context(batch, store)
+
+    return join

@@ -1,0 +1,175 @@
+"""Typed read queries over the historian; the same SQL runs on TimescaleDB and on plain PostgreSQL.
+
+Every function takes an open psycopg connection (``edge_reader`` is enough) and returns frozen dataclasses.
+Times are timezone-aware ``datetime`` in UTC. ``samples_1m`` / ``samples_1h`` (columns ``bucket, tag,
+min_value, max_value, avg_value, n``) are a continuous aggregate on TimescaleDB and a materialized view on
+plain PostgreSQL: both hold what was last refreshed (``edge.historian.admin.refresh_aggregates``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class LatestValue:
+    tag: str
+    ts: datetime
+    value: float | None
+    quality: int
+    asset: str | None
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class SamplePoint:
+    ts: datetime
+    value: float | None
+    quality: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class AggregatePoint:
+    bucket: datetime
+    tag: str
+    min_value: float | None
+    max_value: float | None
+    avg_value: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class InsightRow:
+    insight_id: str
+    ts: datetime
+    asset: str
+    model: str
+    model_version: str
+    score: float | None
+    threshold: float
+    severity: str
+    window_start: datetime
+    window_end: datetime
+    top_features: Any  # decoded JSON
+    context: Any  # decoded JSON
+    quality_flags: int
+    gated: bool
+    revised: bool
+    revision: int
+
+
+@dataclass(frozen=True)
+class EventRow:
+    ts: datetime
+    kind: str
+    source: str
+    asset: str | None
+    message: str
+    detail: Any  # decoded JSON
+
+
+def _where(conds: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+
+
+def latest_values(
+    conn: Conn, tags: Sequence[str] | None = None, since: datetime | None = None
+) -> list[LatestValue]:
+    """The newest sample of each tag (of ``tags``, or all), looking back to ``since`` (None: all time —
+    give a bound on big tables so time partitions / chunks are pruned)."""
+    conds: list[sql.Composable] = []
+    params: list[Any] = []
+    if tags is not None:
+        conds.append(sql.SQL("tag = ANY(%s)"))
+        params.append(list(tags))
+    if since is not None:
+        conds.append(sql.SQL("ts >= %s"))
+        params.append(since)
+    q = sql.SQL("SELECT DISTINCT ON (tag) tag, ts, value, quality, asset, unit FROM samples{} "
+                "ORDER BY tag, ts DESC").format(_where(conds))
+    return [LatestValue(str(r[0]), r[1], r[2], int(r[3]), r[4], r[5]) for r in conn.execute(q, params)]
+
+
+def samples_range(conn: Conn, tag: str, start: datetime, end: datetime,
+                  limit: int | None = None) -> list[SamplePoint]:
+    """Samples of ``tag`` with ``start <= ts < end``, oldest first."""
+    q = "SELECT ts, value, quality, flags FROM samples WHERE tag = %s AND ts >= %s AND ts < %s ORDER BY ts"
+    params: list[Any] = [tag, start, end]
+    if limit is not None:
+        q += " LIMIT %s"
+        params.append(limit)
+    return [SamplePoint(r[0], r[1], int(r[2]), int(r[3])) for r in conn.execute(q, params)]
+
+
+def aggregates(conn: Conn, tags: Sequence[str] | None, start: datetime, end: datetime,
+               resolution: Literal["1m", "1h"] = "1m") -> list[AggregatePoint]:
+    """Per-bucket min, max, avg and count of ``tags`` (None: all) from ``samples_1m`` or ``samples_1h``,
+    buckets with ``start <= bucket < end``, ordered by tag then bucket."""
+    view = {"1m": "samples_1m", "1h": "samples_1h"}.get(resolution)
+    if view is None:
+        raise ValueError(f"resolution must be '1m' or '1h', got {resolution!r}")
+    conds: list[sql.Composable] = [sql.SQL("bucket >= %s"), sql.SQL("bucket < %s")]
+    params: list[Any] = [start, end]
+    if tags is not None:
+        conds.append(sql.SQL("tag = ANY(%s)"))
+        params.append(list(tags))
+    q = sql.SQL("SELECT bucket, tag, min_value, max_value, avg_value, n FROM {}{} "
+                "ORDER BY tag, bucket").format(sql.Identifier(view), _where(conds))
+    return [AggregatePoint(r[0], str(r[1]), r[2], r[3], r[4], int(r[5])) for r in conn.execute(q, params)]
+
+
+def recent_insights(conn: Conn, asset: str | None = None, since: datetime | None = None,
+                    limit: int = 100) -> list[InsightRow]:
+    """Newest insights first (of ``asset`` and its sub-assets when given: ``asset`` or ``asset/...``)."""
+    conds: list[sql.Composable] = []
+    params: list[Any] = []
+    if asset is not None:
+        conds.append(sql.SQL("(asset = %s OR asset LIKE %s)"))
+        params += [asset, asset.rstrip("/") + "/%"]
+    if since is not None:
+        conds.append(sql.SQL("ts >= %s"))
+        params.append(since)
+    q = sql.SQL(
+        "SELECT insight_id, ts, asset, model, model_version, score, threshold, severity, window_start, "
+        "window_end, top_features, context, quality_flags, gated, revised, revision FROM insights{} "
+        "ORDER BY ts DESC, insight_id LIMIT %s").format(_where(conds))
+    params.append(limit)
+    return [InsightRow(*r) for r in conn.execute(q, params)]
+
+
+def recent_events(conn: Conn, kind: str | None = None, since: datetime | None = None,
+                  limit: int = 100) -> list[EventRow]:
+    """Newest events first, optionally of one ``kind`` (``edge.datamodel.EventKind``)."""
+    conds: list[sql.Composable] = []
+    params: list[Any] = []
+    if kind is not None:
+        conds.append(sql.SQL("kind = %s"))
+        params.append(str(kind))
+    if since is not None:
+        conds.append(sql.SQL("ts >= %s"))
+        params.append(since)
+    q = sql.SQL("SELECT ts, kind, source, asset, message, detail FROM events{} "
+                "ORDER BY ts DESC, message LIMIT %s").format(_where(conds))
+    params.append(limit)
+    return [EventRow(*r) for r in conn.execute(q, params)]
+
+
+def dead_letter_counts(conn: Conn, since: datetime | None = None) -> dict[str, int]:
+    """Number of dead letters per reason (since ``since``), largest first."""
+    conds: list[sql.Composable] = []
+    params: list[Any] = []
+    if since is not None:
+        conds.append(sql.SQL("ts >= %s"))
+        params.append(since)
+    q = sql.SQL("SELECT reason, count(*) FROM dead_letters{} GROUP BY reason ORDER BY 2 DESC, 1").format(
+        _where(conds))
+    return {str(r[0]): int(r[1]) for r in conn.execute(q, params)}

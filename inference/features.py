@@ -1,0 +1,152 @@
+"""Features of closed windows: the Numba kernels over every (window, signal) row, as one features batch.
+
+Feature names are ``<signal>__<stat>`` with the stats of ``inference.kernels.STATS``, plus
+``<signal>__band<i>``, ``<signal>__centroid`` and ``<signal>__dom_freq`` for spectral signals. A features
+batch (``edge.datamodel.features_schema(names)``) holds the union of the names of its windows; a feature an
+equipment does not have is null there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+
+from edge.datamodel import DICT_STR, TS, features_schema
+from inference.windows import WINDOW_MISSING_FEATURE, Window
+
+
+def feature_names(signals: Iterable[str], spectral: Iterable[str] = (), n_bands: int = 8) -> list[str]:
+    from inference.kernels import STATS, spectral_names
+
+    spec = set(spectral)
+    names: list[str] = []
+    for s in signals:
+        names.extend(f"{s}__{st}" for st in STATS)
+        if s in spec:
+            names.extend(f"{s}__{st}" for st in spectral_names(n_bands))
+    return names
+
+
+class FeatureExtractor:
+    def __init__(
+        self, grid_hz: float, spectral_signals: Sequence[str] = (), n_bands: int = 8, threads: int = 1
+    ) -> None:
+        self.grid_hz = grid_hz
+        self.spectral = frozenset(spectral_signals)
+        self.n_bands = n_bands
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    def matrix(self, windows: Sequence[Window]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(names, values (n_windows, n_names), NaN where a window lacks a feature; min n_valid)."""
+        from inference.kernels import N_STATS, spectral_names, spectral_rows, stats_rows_into
+
+        if not windows:
+            return [], np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+        rows = np.ascontiguousarray(np.concatenate([w.grid for w in windows], axis=0), dtype=np.float64)
+        n_rows = rows.shape[0]
+        stats = np.empty((n_rows, N_STATS), dtype=np.float64)
+        n_valid = np.empty(n_rows, dtype=np.int64)
+        dt = 1.0 / self.grid_hz
+        if self.threads > 1 and n_rows >= 64:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="features")
+            bounds = np.linspace(0, n_rows, self.threads + 1).astype(int)
+            futs = [
+                self._pool.submit(stats_rows_into, rows, dt, stats, n_valid, int(a), int(b))
+                for a, b in itertools.pairwise(bounds)
+            ]
+            for f in futs:
+                f.result()
+        else:
+            stats_rows_into(rows, dt, stats, n_valid, 0, n_rows)
+        # spectral rows
+        row_sig: list[str] = []
+        for w in windows:
+            row_sig.extend(w.signals)
+        spec_idx = [i for i, s in enumerate(row_sig) if s in self.spectral]
+        spec_vals = (
+            spectral_rows(rows[spec_idx], self.grid_hz, self.n_bands)
+            if spec_idx
+            else np.zeros((0, self.n_bands + 2))
+        )
+        spec_pos = {r: k for k, r in enumerate(spec_idx)}
+        # names: union in order of first appearance
+        index: dict[str, int] = {}
+        for w in windows:
+            for s in w.signals:
+                if f"{s}__mean" not in index:
+                    for name in feature_names([s], self.spectral, self.n_bands):
+                        index[name] = len(index)
+        out = np.full((len(windows), len(index)), np.nan)
+        nv_min = np.zeros(len(windows), dtype=np.int64)
+        r = 0
+        snames = spectral_names(self.n_bands)
+        for wi, w in enumerate(windows):
+            lo = r
+            for s in w.signals:
+                base = index[f"{s}__mean"]
+                out[wi, base : base + N_STATS] = stats[r]
+                if r in spec_pos:
+                    sb = index[f"{s}__{snames[0]}"]
+                    out[wi, sb : sb + len(snames)] = spec_vals[spec_pos[r]]
+                r += 1
+            nv_min[wi] = int(n_valid[lo:r].min()) if r > lo else 0
+        return list(index), out, nv_min
+
+    def compute(self, windows: Sequence[Window]) -> pa.RecordBatch:
+        names, values, n_valid = self.matrix(windows)
+        return features_batch(windows, names, values, n_valid)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+def features_batch(
+    windows: Sequence[Window], names: Sequence[str], values: np.ndarray, n_valid: np.ndarray | None = None
+) -> pa.RecordBatch:
+    schema = features_schema(names)
+    flags = np.array([w.flags for w in windows], dtype=np.int32)
+    if n_valid is not None and len(windows):
+        flags = np.where(n_valid == 0, flags | WINDOW_MISSING_FEATURE, flags).astype(np.int32)
+    cols: list[pa.Array] = [
+        pa.array([w.start_us for w in windows], type=pa.int64()).cast(TS),
+        pa.array([w.end_us for w in windows], type=pa.int64()).cast(TS),
+        pa.array([w.asset for w in windows], type=pa.string()).dictionary_encode().cast(DICT_STR),
+        pa.array([w.n_samples for w in windows], type=pa.int32()),
+        pa.array([w.good_fraction for w in windows], type=pa.float64()),
+        pa.array(flags, type=pa.int32()),
+    ]
+    for j in range(len(names)):
+        col = values[:, j] if len(windows) else np.zeros(0)
+        cols.append(pa.array(col, type=pa.float64(), from_pandas=True))  # NaN -> null (feature absent)
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def model_inputs(features: pa.RecordBatch, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, len(names)) float32-ready matrix of ``names`` in order, and a per-row missing mask.
+
+    A missing column or a null value is filled with 0.0 and the row marked missing (the caller gates it):
+    no NaN reaches a model.
+    """
+    n = features.num_rows
+    x = np.zeros((n, len(names)), dtype=np.float64)
+    missing = np.zeros(n, dtype=bool)
+    have = set(features.schema.names)
+    for j, name in enumerate(names):
+        if name not in have:
+            missing[:] = True
+            continue
+        col = features.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = ~np.isfinite(col)
+        if bad.any():
+            missing |= bad
+            col = np.where(bad, 0.0, col)
+        x[:, j] = col
+    return x, missing

@@ -1,0 +1,1 @@
+"""Model runtimes behind one interface (``inference.runtimes.base.Runtime``): ONNX Runtime, Triton."""

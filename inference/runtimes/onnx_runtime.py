@@ -1,0 +1,78 @@
+"""ONNX Runtime in process. Providers come from config; the providers actually in use are read back from
+``session.get_providers()``: onnxruntime-gpu on a machine without a GPU accepts a CUDA request and silently
+runs on the CPU, so only the read-back is trusted (logged, and shown by ``describe``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("inference.onnx")
+
+
+class OnnxRuntime:
+    def __init__(
+        self,
+        model: Path | bytes,
+        *,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        name: str = "onnx",
+    ) -> None:
+        import onnxruntime as ort
+
+        self.name = name
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = int(inter_op_threads)
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        available = ort.get_available_providers()
+        requested = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        src = str(model) if isinstance(model, Path) else model
+        self.session = ort.InferenceSession(src, sess_options=opts, providers=requested)
+        self.requested = list(providers)
+        self.in_use: list[str] = list(self.session.get_providers())
+        self.intra_op_threads = int(intra_op_threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.input_dtype = np.float64 if "double" in inp.type else np.float32
+        self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
+        if "CUDAExecutionProvider" in self.requested and "CUDAExecutionProvider" not in self.in_use:
+            log.warning(
+                "CUDA was requested but the session runs on %s",
+                self.in_use[0],
+                extra={"requested": self.requested, "in_use": self.in_use},
+            )
+        log.info(
+            "onnxruntime session",
+            extra={
+                "model": name,
+                "providers_requested": self.requested,
+                "providers_in_use": self.in_use,
+                "intra_op_threads": self.intra_op_threads,
+            },
+        )
+
+    def infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(inputs, dtype=self.input_dtype)
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        return {n: np.asarray(o) for n, o in zip(self.output_names, outs, strict=True)}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": "onnxruntime",
+            "model": self.name,
+            "providers_requested": self.requested,
+            "providers_in_use": self.in_use,
+            "intra_op_threads": self.intra_op_threads,
+            "input": self.input_name,
+            "outputs": self.output_names,
+        }
+
+    def close(self) -> None:
+        pass

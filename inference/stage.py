@@ -1,0 +1,333 @@
+"""The pipeline's inference stage: contextualized samples in, features and insights out.
+
+``InferenceStage`` (a supervisor component, role "stage") reads CONTEXTUALIZED_SAMPLES Envelopes from its
+inbox, windows them per equipment (``inference.windows``), and once per tick computes the features of every
+closed window (Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each model **once** over
+the windows of all equipment (one runtime call per model per tick). It emits an Envelope of kind "features"
+and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks and drift) through ``emit``.
+
+Batch ids are deterministic: blake2b of the kind, the model and version (insights), and the sorted
+(asset, window start, window end) keys of the batch, so a replay of the same samples gives the same ids.
+
+The stage is a side branch: it never calls the acks of its input Envelopes (the historian path owns them),
+and its own Envelopes carry no acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from edge.envelope import Envelope, batch_id_for
+from inference.settings import InferenceSettings
+from inference.windows import WINDOW_MISSING_FEATURE, Window, Windower, WindowSpec, gated
+
+log = logging.getLogger("inference.stage")
+
+Emit = Callable[[Envelope], Awaitable[None] | None]
+
+
+@dataclass
+class DeployedModel:
+    """A loaded package and the runtime that scores it."""
+
+    package: Any  # inference.packages.ModelPackage
+    runtime: Any  # inference.runtimes.base.Runtime
+    assets: frozenset[str] = frozenset()  # empty: every equipment
+
+    @property
+    def name(self) -> str:
+        return str(self.package.name)
+
+
+def make_runtime(
+    settings: InferenceSettings, pkg: Any, on_event: Callable[[str, str, dict[str, Any]], None] | None = None
+) -> Any:
+    """The runtime the settings ask for: ONNX Runtime in process, or Triton (maybe with ONNX fallback)."""
+    from inference.runtimes.onnx_runtime import OnnxRuntime
+
+    def local() -> OnnxRuntime:
+        return OnnxRuntime(
+            pkg.onnx, providers=settings.providers, intra_op_threads=settings.intra_op_threads, name=pkg.name
+        )
+
+    if settings.runtime == "onnx":
+        return local()
+    from inference.runtimes.triton_runtime import TritonRuntime
+
+    return TritonRuntime(
+        pkg,
+        url=settings.triton_url,
+        protocol=settings.triton_protocol,
+        timeout_s=settings.triton_timeout_s,
+        retries=settings.triton_retries,
+        fallback=local() if settings.triton_fallback_to_onnx else None,
+        on_event=on_event,
+    )
+
+
+def check_window(pkg: Any, settings: InferenceSettings) -> None:
+    """The features a model was trained on mean the same only with the same window length and grid."""
+    from inference.packages import PackageError
+
+    w = pkg.manifest.get("window") or {}
+    for key in ("window_s", "grid_hz", "n_bands"):
+        if key in w and float(w[key]) != float(getattr(settings, key)):
+            raise PackageError(
+                f"model {pkg.name} v{pkg.version} was trained with {key}={w[key]} but the "
+                f"pipeline runs {key}={getattr(settings, key)}"
+            )
+
+
+def load_models(
+    settings: InferenceSettings,
+    on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+) -> list[DeployedModel]:
+    """The promoted version of every model (or of ``settings.models``) in the registry, with runtimes."""
+    from inference.packages import Registry
+
+    reg = Registry(settings.models_dir)
+    names = settings.models or list(reg.current())
+    out = []
+    for name in names:
+        pkg = reg.package(name)
+        check_window(pkg, settings)
+        out.append(
+            DeployedModel(
+                pkg, make_runtime(settings, pkg, on_event), frozenset(pkg.manifest.get("assets") or ())
+            )
+        )
+    return out
+
+
+@dataclass
+class TickResult:
+    features: pa.RecordBatch | None = None
+    insights: list[tuple[str, str, pa.RecordBatch]] = field(default_factory=list)  # (model, version, batch)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+
+class InferenceStage:
+    role = "stage"
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        inbox: asyncio.Queue[Envelope],
+        emit: Emit,
+        *,
+        models: Sequence[DeployedModel] | None = None,
+        name: str = "inference",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``models``: deployed models; None loads the promoted ones from ``settings.models_dir``.
+        ``emit`` is called (and awaited if it returns an awaitable) with each output Envelope.
+        ``clock`` gives wall time in seconds (for closing the windows of equipment that went quiet)."""
+        from inference.drift import DriftMonitor
+        from inference.features import FeatureExtractor
+        from inference.insights import SeverityTracker
+
+        self.name = name
+        self.settings = settings
+        self.inbox = inbox
+        self.emit = emit
+        self.clock = clock
+        self._events: list[tuple[str, str, dict[str, Any]]] = []
+        self.models = list(models) if models is not None else load_models(settings, self._on_event)
+        self.windower = Windower(WindowSpec.from_settings(settings))
+        self.extractor = FeatureExtractor(
+            settings.grid_hz, settings.spectral_signals, settings.n_bands, settings.feature_threads
+        )
+        self.tracker = SeverityTracker(
+            settings.warning_ratio, settings.clear_ratio, settings.hysteresis_windows
+        )
+        self.drift = {
+            m.name: DriftMonitor(m.name, m.package.manifest.get("metrics", {}).get("train_score_deciles", []))
+            for m in self.models
+        }
+        self._stopping = asyncio.Event()
+        self.stats = {"envelopes": 0, "samples": 0, "windows": 0, "insights": 0, "ticks": 0}
+        for m in self.models:
+            log.info(
+                "model deployed",
+                extra={"model": m.name, "version": m.package.version, "runtime": m.runtime.describe()},
+            )
+
+    def _on_event(self, kind: str, message: str, detail: dict[str, Any]) -> None:
+        self._events.append((kind, message, detail))
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "model": m.name,
+                "version": m.package.version,
+                "sha256": m.package.sha256,
+                "runtime": m.runtime.describe(),
+            }
+            for m in self.models
+        ]
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        await asyncio.to_thread(_warm_up)
+        tick = self.settings.tick_s
+        next_tick = time.monotonic() + tick
+        while not self._stopping.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                env = await asyncio.wait_for(self.inbox.get(), timeout)
+            except TimeoutError:
+                env = None
+            if env is not None:
+                self._accept(env)
+                self.inbox.task_done()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + tick
+                await self.tick()
+        # drain what is queued, then score what has closed
+        while True:
+            try:
+                env = self.inbox.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._accept(env)
+            self.inbox.task_done()
+        await self.tick()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    def _accept(self, env: Envelope) -> None:
+        if env.kind != "samples" or "asset" not in env.batch.schema.names:
+            return  # only contextualized samples can be windowed per equipment
+        self.windower.add(env.batch)
+        self.stats["envelopes"] += 1
+        self.stats["samples"] += env.num_rows
+
+    async def tick(self, now_us: int | None = None) -> TickResult:
+        """Close ready windows, featurize and score them, and emit the results."""
+        now = now_us if now_us is not None else int(self.clock() * 1e6)
+        windows = self.windower.ready(now)
+        self.stats["ticks"] += 1
+        if not windows:
+            return TickResult()
+        result = await asyncio.to_thread(self.process, windows)
+        await self._emit_result(result, windows)
+        return result
+
+    def process(self, windows: Sequence[Window]) -> TickResult:
+        """Features and insights of ``windows`` (runs in a worker thread): one runtime call per model."""
+        from inference.features import features_batch, model_inputs
+        from inference.insights import build_insights
+
+        names, values, n_valid = self.extractor.matrix(windows)
+        features = features_batch(windows, names, values, n_valid)
+        flags = features.column("flags").to_numpy(zero_copy_only=False).astype(np.int64)
+        res = TickResult(features=features)
+        for m in self.models:
+            rows = (
+                np.arange(len(windows))
+                if not m.assets
+                else np.array([i for i, w in enumerate(windows) if w.asset in m.assets], dtype=np.int64)
+            )
+            if rows.size == 0:
+                continue
+            sub = features.take(pa.array(rows)) if len(rows) != len(windows) else features
+            x, missing = model_inputs(sub, m.package.features)
+            out = m.runtime.infer(x)  # one call per model per tick, every equipment together
+            outs = m.package.output_names
+            scores = np.asarray(out[outs.get("score", "score")], dtype=np.float64).reshape(-1)
+            contrib = out.get(outs.get("contributions", "contributions"))
+            mflags = np.where(missing, flags[rows] | WINDOW_MISSING_FEATURE, flags[rows])
+            gate = [gated(int(f)) for f in mflags]
+            ws = [windows[i] for i in rows]
+            res.insights.append(
+                (
+                    m.name,
+                    m.package.version,
+                    build_insights(
+                        model=m.name,
+                        version=m.package.version,
+                        sha256=m.package.sha256,
+                        threshold=m.package.threshold,
+                        feature_names=m.package.features,
+                        assets=[w.asset for w in ws],
+                        window_start_us=[w.start_us for w in ws],
+                        window_end_us=[w.end_us for w in ws],
+                        scores=scores,
+                        contributions=None if contrib is None else np.asarray(contrib),
+                        flags=mflags.tolist(),
+                        gated=gate,
+                        contexts=[w.context for w in ws],
+                        tracker=self.tracker,
+                        k=self.settings.top_features,
+                    ),
+                )
+            )
+            ok = ~np.asarray(gate, dtype=bool)
+            for ev in self.drift[m.name].update(scores[ok]):
+                res.events.append(("drift", str(ev.pop("message")), ev))
+        res.events.extend(self._events)
+        self._events.clear()
+        self.stats["windows"] += len(windows)
+        self.stats["insights"] += sum(b.num_rows for _, _, b in res.insights)
+        return res
+
+    async def _emit_result(self, res: TickResult, windows: Sequence[Window]) -> None:
+        keys = sorted((w.asset, w.start_us, w.end_us) for w in windows)
+        if res.features is not None:
+            await self._emit(Envelope("features", res.features, batch_id_for("features", *keys)))
+        for model, version, batch in res.insights:
+            ikeys = sorted(
+                zip(batch.column("asset").to_pylist(), batch.column("insight_id").to_pylist(), strict=True)
+            )
+            await self._emit(Envelope("insights", batch, batch_id_for("insights", model, version, *ikeys)))
+        if res.events:
+            await self._emit(
+                Envelope(
+                    "events",
+                    events_batch(res.events, self.name),
+                    batch_id_for("events", self.name, *keys, len(res.events)),
+                )
+            )
+
+    async def _emit(self, env: Envelope) -> None:
+        r = self.emit(env)
+        if inspect.isawaitable(r):
+            await r
+
+
+def _warm_up() -> None:
+    from inference.kernels import warm_up
+
+    with contextlib.suppress(Exception):
+        warm_up()
+
+
+def events_batch(events: Sequence[tuple[str, str, dict[str, Any]]], source: str) -> pa.RecordBatch:
+    from edge.datamodel import EVENTS, batch_from_rows
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "ts": now,
+            "kind": kind,
+            "source": source,
+            "asset": detail.get("asset"),
+            "message": msg,
+            "detail": json.dumps(detail, default=str),
+        }
+        for kind, msg, detail in events
+    ]
+    return batch_from_rows(rows, EVENTS)

@@ -1,0 +1,365 @@
+"""Event-time windows per equipment, with the equipment's tags aligned to one grid.
+
+Rules (all in event time, microseconds UTC):
+
+* Windows start at multiples of ``hop_s`` since the epoch and last ``window_s``; ``hop_s == window_s`` is
+  tumbling, ``hop_s < window_s`` sliding. A window closes when the equipment's watermark (its newest sample
+  time minus ``allowed_lateness_s``) passes its end, or, for an equipment that went quiet, when the wall clock
+  passes its end by ``allowed_lateness_s + idle_close_s`` (``close_idle``). Windows with no sample at all are
+  skipped, not emitted.
+* Grid: ``grid_hz`` cells per second from the window start. A cell's value is the mean of the good samples in
+  it; an empty cell holds the last good value for at most ``max_hold_s`` (also from before the window start),
+  else it is NaN (a gap). Samples of quality BAD are never used.
+* Late samples: a sample older than the start of the earliest open window is dropped, counted in
+  ``late_dropped``, and the next window of that equipment carries ``QualityFlag.LATE``.
+* ``good_fraction`` = min(share of grid cells over all the equipment's known signals that hold a good value,
+  share of the window's samples with quality other than BAD). Below ``min_good_fraction`` the window gets
+  ``WINDOW_LOW_COVERAGE``; any BAD sample gives ``WINDOW_BAD_SAMPLES``. ``flags`` also ORs the samples'
+  own QualityFlags. ``gated(flags)`` says whether a window must not raise an alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from edge.datamodel import Quality, QualityFlag
+
+# Window-level flag bits, above the per-sample QualityFlag bits.
+WINDOW_LOW_COVERAGE = 1 << 16
+WINDOW_BAD_SAMPLES = 1 << 17
+WINDOW_MISSING_FEATURE = 1 << 18  # a feature the model needs is missing in this window (filled 0, gated)
+GATING_FLAGS = int(QualityFlag.STALE | QualityFlag.STUCK) | WINDOW_LOW_COVERAGE | WINDOW_MISSING_FEATURE
+
+MES_COLUMNS = ("work_order", "product", "batch", "shift")
+US = 1_000_000
+
+
+def gated(flags: int) -> bool:
+    """True when a window's flags say its data is bad or stale: it is scored, but never raises an alarm."""
+    return bool(int(flags) & GATING_FLAGS)
+
+
+def flag_names(flags: int) -> list[str]:
+    names = [f.name for f in QualityFlag if f.value and int(flags) & f.value and f.name]
+    for bit, name in (
+        (WINDOW_LOW_COVERAGE, "LOW_COVERAGE"),
+        (WINDOW_BAD_SAMPLES, "BAD_SAMPLES"),
+        (WINDOW_MISSING_FEATURE, "MISSING_FEATURE"),
+    ):
+        if int(flags) & bit:
+            names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    window_s: float = 10.0
+    hop_s: float = 10.0
+    grid_hz: float = 1.0
+    min_good_fraction: float = 0.8
+    max_hold_s: float = 5.0
+    allowed_lateness_s: float = 2.0
+    idle_close_s: float = 30.0
+    signal_key: str = "tag"
+
+    @classmethod
+    def from_settings(cls, s: Any) -> WindowSpec:
+        return cls(
+            window_s=s.window_s,
+            hop_s=s.hop_s,
+            grid_hz=s.grid_hz,
+            min_good_fraction=s.min_good_fraction,
+            max_hold_s=s.max_hold_s,
+            allowed_lateness_s=s.allowed_lateness_s,
+            idle_close_s=s.idle_close_s,
+            signal_key=s.signal_key,
+        )
+
+    @property
+    def window_us(self) -> int:
+        return round(self.window_s * US)
+
+    @property
+    def hop_us(self) -> int:
+        return round(self.hop_s * US)
+
+    @property
+    def n_grid(self) -> int:
+        return max(1, round(self.window_s * self.grid_hz))
+
+    @property
+    def dt_s(self) -> float:
+        return 1.0 / self.grid_hz
+
+
+@dataclass
+class Window:
+    asset: str
+    start_us: int
+    end_us: int
+    signals: list[str]
+    grid: np.ndarray  # (len(signals), n_grid) float64, NaN = gap
+    n_samples: int
+    good_fraction: float
+    flags: int
+    context: dict[str, str | None]
+
+    @property
+    def gated(self) -> bool:
+        return gated(self.flags)
+
+
+@dataclass
+class _Asset:
+    signals: dict[str, int] = field(default_factory=dict)
+    ts: list[np.ndarray] = field(default_factory=list)
+    sig: list[np.ndarray] = field(default_factory=list)
+    val: list[np.ndarray] = field(default_factory=list)
+    qual: list[np.ndarray] = field(default_factory=list)
+    flg: list[np.ndarray] = field(default_factory=list)
+    max_ts: int = -(2**62)
+    next_start: int | None = None
+    late_pending: bool = False
+    ctx_ts: list[int] = field(default_factory=list)
+    ctx_val: list[tuple[str | None, ...]] = field(default_factory=list)
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if len(self.ts) != 1:
+            arrays = [
+                np.concatenate(a) if a else np.empty(0, d)
+                for a, d in (
+                    (self.ts, np.int64),
+                    (self.sig, np.int32),
+                    (self.val, np.float64),
+                    (self.qual, np.int16),
+                    (self.flg, np.int32),
+                )
+            ]
+            order = np.argsort(arrays[0], kind="stable")
+            arrays = [a[order] for a in arrays]
+            self.ts, self.sig, self.val, self.qual, self.flg = ([a] for a in arrays)
+        return self.ts[0], self.sig[0], self.val[0], self.qual[0], self.flg[0]
+
+
+def _codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes (-1 for null) and the dictionary values of a (possibly dictionary) column."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    idx = arr.indices.to_numpy(zero_copy_only=False)
+    codes = np.where(arr.is_valid().to_numpy(zero_copy_only=False), idx, -1).astype(np.int64)
+    return codes, arr.dictionary.to_pylist()
+
+
+class Windower:
+    """Accumulates contextualized samples per equipment and hands out closed windows."""
+
+    def __init__(self, spec: WindowSpec) -> None:
+        if spec.hop_s > spec.window_s:
+            raise ValueError("hop_s must not exceed window_s (samples between windows would be lost)")
+        self.spec = spec
+        self.assets: dict[str, _Asset] = {}
+        self.late_dropped = 0
+        self.bad_samples = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        spec = self.spec
+        asset_codes, asset_names = _codes(batch.column("asset"))
+        tag = batch.column("tag")
+        if spec.signal_key == "measure" and "measure" in batch.schema.names:
+            measure = batch.column("measure")
+            signal = pc.coalesce(measure.cast(pa.string()), tag.cast(pa.string()))
+        else:
+            signal = tag
+        sig_codes, sig_names = _codes(signal)
+        ts = batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        val = batch.column("value").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        val = np.where(batch.column("value").is_valid().to_numpy(zero_copy_only=False), val, np.nan)
+        qual = batch.column("quality").to_numpy(zero_copy_only=False).astype(np.int16)
+        flg = batch.column("flags").to_numpy(zero_copy_only=False).astype(np.int32)
+        ctx_cols = [c for c in MES_COLUMNS if c in batch.schema.names]
+        ctx_codes = [_codes(batch.column(c)) for c in ctx_cols]
+        for a_code in np.unique(asset_codes):
+            if a_code < 0:
+                continue  # unmapped samples carry no equipment: nothing to window
+            name = str(asset_names[a_code])
+            st = self.assets.get(name)
+            if st is None:
+                st = self.assets[name] = _Asset()
+            rows = np.flatnonzero(asset_codes == a_code)
+            a_ts = ts[rows]
+            # map this batch's signal codes to the asset's signal ids
+            local = np.full(len(sig_names) + 1, -1, dtype=np.int32)
+            for code in np.unique(sig_codes[rows]):
+                if code < 0:
+                    continue
+                sname = str(sig_names[code])
+                local[code] = st.signals.setdefault(sname, len(st.signals))
+            a_sig = local[sig_codes[rows]]
+            keep = a_sig >= 0
+            if st.next_start is not None:
+                late = a_ts < st.next_start
+                n_late = int(np.count_nonzero(late & keep))
+                if n_late:
+                    self.late_dropped += n_late
+                    st.late_pending = True
+                    keep &= ~late
+            if not keep.all():
+                rows, a_ts, a_sig = rows[keep], a_ts[keep], a_sig[keep]
+            if rows.size == 0:
+                continue
+            if a_ts.size > 1 and np.any(a_ts[1:] < a_ts[:-1]):
+                order = np.argsort(a_ts, kind="stable")
+                rows, a_ts, a_sig = rows[order], a_ts[order], a_sig[order]
+            st.ts.append(a_ts)
+            st.sig.append(a_sig)
+            st.val.append(val[rows])
+            st.qual.append(qual[rows])
+            st.flg.append(flg[rows])
+            st.max_ts = max(st.max_ts, int(a_ts.max()))
+            if st.next_start is None:
+                first = int(a_ts.min())
+                st.next_start = (first // spec.hop_us) * spec.hop_us
+            if ctx_codes:
+                combo = np.stack([c[0][rows] for c in ctx_codes], axis=1)
+                change = np.ones(len(rows), dtype=bool)
+                change[1:] = np.any(combo[1:] != combo[:-1], axis=1)
+                for i in np.flatnonzero(change):
+                    values = tuple(
+                        None if combo[i, j] < 0 else str(ctx_codes[j][1][combo[i, j]])
+                        for j in range(len(ctx_cols))
+                    )
+                    if not st.ctx_val or st.ctx_val[-1] != values:
+                        st.ctx_ts.append(int(a_ts[i]))
+                        st.ctx_val.append(values)
+                self._ctx_cols = ctx_cols
+
+    def ready(self, now_us: int | None = None) -> list[Window]:
+        """Windows closed by the watermark (or, given ``now_us``, by the idle rule), oldest first."""
+        spec = self.spec
+        out: list[Window] = []
+        lateness = round(spec.allowed_lateness_s * US)
+        for name, st in self.assets.items():
+            if st.next_start is None:
+                continue
+            watermark = st.max_ts - lateness
+            if now_us is not None:
+                watermark = max(watermark, now_us - lateness - round(spec.idle_close_s * US))
+            if st.next_start + spec.window_us > watermark:
+                continue
+            ts, sig, val, qual, flg = st.merged()
+            while st.next_start + spec.window_us <= watermark:
+                start = st.next_start
+                end = start + spec.window_us
+                lo = int(np.searchsorted(ts, start, "left"))
+                hi = int(np.searchsorted(ts, end, "left"))
+                if hi > lo:
+                    out.append(self._build(name, st, start, end, ts, sig, val, qual, flg))
+                    st.next_start = start + spec.hop_us
+                else:
+                    # nothing in this window: jump to the first window holding the next sample
+                    if hi >= len(ts):
+                        st.next_start = max(
+                            start + spec.hop_us,
+                            ((watermark - spec.window_us) // spec.hop_us + 1) * spec.hop_us,
+                        )
+                        break
+                    nxt = int(ts[hi])
+                    st.next_start = max(
+                        start + spec.hop_us, ((nxt - spec.window_us) // spec.hop_us + 1) * spec.hop_us
+                    )
+            self._prune(st)
+        out.sort(key=lambda w: (w.end_us, w.asset))
+        return out
+
+    def _prune(self, st: _Asset) -> None:
+        assert st.next_start is not None
+        keep_from = st.next_start - round(self.spec.max_hold_s * US) - 1
+        ts, sig, val, qual, flg = st.merged()
+        cut = int(np.searchsorted(ts, keep_from, "left"))
+        if cut:
+            st.ts, st.sig, st.val, st.qual, st.flg = (
+                [ts[cut:]],
+                [sig[cut:]],
+                [val[cut:]],
+                [qual[cut:]],
+                [flg[cut:]],
+            )
+        if len(st.ctx_ts) > 1:
+            i = int(np.searchsorted(np.asarray(st.ctx_ts), keep_from, "right")) - 1
+            if i > 0:
+                del st.ctx_ts[:i]
+                del st.ctx_val[:i]
+
+    def _build(
+        self,
+        name: str,
+        st: _Asset,
+        start: int,
+        end: int,
+        ts: np.ndarray,
+        sig: np.ndarray,
+        val: np.ndarray,
+        qual: np.ndarray,
+        flg: np.ndarray,
+    ) -> Window:
+        from inference.kernels import fill_grid
+
+        spec = self.spec
+        n_sig = len(st.signals)
+        n_grid = spec.n_grid
+        hold_us = round(spec.max_hold_s * US)
+        lo_hold = int(np.searchsorted(ts, start - hold_us, "left"))
+        lo = int(np.searchsorted(ts, start, "left"))
+        hi = int(np.searchsorted(ts, end, "left"))
+        w_q = qual[lo:hi]
+        n_samples = hi - lo
+        bad = w_q >= int(Quality.BAD)
+        n_bad = int(np.count_nonzero(bad))
+        self.bad_samples += n_bad
+        flags = int(np.bitwise_or.reduce(flg[lo:hi])) if n_samples else 0
+        if np.any(w_q == int(Quality.UNCERTAIN)):
+            flags |= int(QualityFlag.UNCERTAIN_SOURCE)
+        if n_bad:
+            flags |= WINDOW_BAD_SAMPLES
+        if st.late_pending:
+            flags |= int(QualityFlag.LATE)
+            st.late_pending = False
+        # prior value per signal: the last good finite sample in [start - hold, start)
+        prior = np.full(n_sig, np.nan)
+        p_sig, p_val, p_q = sig[lo_hold:lo], val[lo_hold:lo], qual[lo_hold:lo]
+        ok = (p_q < int(Quality.BAD)) & np.isfinite(p_val)
+        if ok.any():
+            rev_sig, rev_val = p_sig[ok][::-1], p_val[ok][::-1]
+            sigs, last = np.unique(rev_sig, return_index=True)  # first in reverse = latest in time
+            prior[sigs] = rev_val[last]
+        good = (~bad) & np.isfinite(val[lo:hi])
+        g_sig = sig[lo:hi][good]
+        cell = ((ts[lo:hi][good] - start) * n_grid) // (end - start)
+        key = g_sig.astype(np.int64) * n_grid + cell
+        sums = np.bincount(key, weights=val[lo:hi][good], minlength=n_sig * n_grid).reshape(n_sig, n_grid)
+        counts = np.bincount(key, minlength=n_sig * n_grid).reshape(n_sig, n_grid)
+        hold_cells = math.floor(spec.max_hold_s * spec.grid_hz + 1e-9)
+        grid = fill_grid(sums, counts, prior, hold_cells)
+        coverage = float(np.count_nonzero(np.isfinite(grid))) / float(max(1, grid.size))
+        good_share = 1.0 - n_bad / n_samples if n_samples else 0.0
+        good_fraction = min(coverage, good_share)
+        if good_fraction < spec.min_good_fraction:
+            flags |= WINDOW_LOW_COVERAGE
+        context: dict[str, str | None] = {}
+        cols = getattr(self, "_ctx_cols", [])
+        if st.ctx_ts:
+            i = int(np.searchsorted(np.asarray(st.ctx_ts), end, "left")) - 1
+            if i >= 0:
+                context = dict(zip(cols, st.ctx_val[i], strict=False))
+        names = list(st.signals)
+        return Window(name, start, end, names, grid, n_samples, good_fraction, flags, context)

@@ -1,0 +1,378 @@
+"""The MQTT source: paho-mqtt 2.x in its own thread, micro-batched into SAMPLES Arrow batches on asyncio.
+
+- MQTT 5 or 3.1.1, TLS (CA and client certificates), username and password: ``edge.mqtt.make_client``.
+- QoS 0 or 1. A persistent session (``clean_start = false`` + a session expiry on MQTT 5, clean session
+  off on 3.1.1) with a stable client id, so the broker keeps QoS 1 messages while we are away.
+- Manual acknowledgement: with QoS 1 the PUBACK of a message is sent only when every Envelope made from
+  the batch holding it has been acknowledged (``Envelope.acks``: committed to the historian or spooled).
+  A crash before that costs nothing: the broker delivers the message again.
+- Shared subscriptions (``shared_group``: ``$share/GROUP/topic``) split one stream over several appliances;
+  every subscription is renewed on each (re)connect.
+- The paho network thread only appends messages to a deque and, once per burst, wakes the event loop with
+  ``call_soon_threadsafe``; decoding happens on the loop, a drain of messages at a time, through a codec
+  (``ingest.codecs``), into one batch until ``batch_rows`` rows or ``batch_ms`` milliseconds.
+- ``batch_id`` is a hash of the source name and the topics and payloads of the batch's messages (not their
+  packet ids, which a redelivery changes), so a batch that is delivered again whole is recognised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from paho.mqtt.client import Client, MQTTMessage
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.datamodel import EVENTS, batch_from_rows
+from edge.envelope import Envelope
+from edge.mqtt import connect, make_client
+from edge.settings import BrokerSettings
+from edge.supervisor import Role
+from ingest.codecs import Codec, CodecEvent, Decoded
+from ingest.codecs.json_codec import JsonCodec
+from ingest.codecs.sparkplug import NAMESPACE, SparkplugCodec, state_payload
+from ingest.gate import QualityGate
+from ingest.settings import MqttSourceSettings
+
+log = logging.getLogger("ingest.mqtt")
+
+Emit = Callable[[Envelope], Awaitable[None]]
+
+
+def make_codec(settings: MqttSourceSettings) -> Codec:
+    """The codec a source's settings name."""
+    if settings.codec == "sparkplug":
+        return SparkplugCodec(tag_template=settings.sparkplug_tag_template,
+                              node_tag_template=settings.sparkplug_node_tag_template,
+                              rebirth_interval_s=settings.sparkplug_rebirth_interval_s)
+    return JsonCodec.from_settings(settings)
+
+
+class _AckJoin:
+    """Acknowledges a batch's messages once all ``parts`` envelopes made from it are acknowledged."""
+
+    __slots__ = ("_lock", "_parts", "_run")
+
+    def __init__(self, parts: int, run: Callable[[], None]) -> None:
+        self._parts = parts
+        self._run = run
+        self._lock = threading.Lock()
+
+    def part_done(self) -> None:
+        with self._lock:
+            self._parts -= 1
+            done = self._parts == 0
+        if done:
+            self._run()
+
+
+class MqttSource:
+    """A supervisor component (role "source") that subscribes to ``settings.topics`` and emits Envelopes.
+
+    ``emit`` receives "samples" envelopes (SAMPLES), "dead_letters" (what the codec, or ``gate`` if given,
+    rejected) and "events" (connection, Sparkplug births/deaths/gaps). ``counters`` counts messages,
+    samples, acknowledgements, reconnects and every dead-letter reason.
+    """
+
+    role: Role = "source"
+
+    def __init__(self, settings: MqttSourceSettings, broker: BrokerSettings, emit: Emit, *,
+                 batch_rows: int = 10_000, batch_ms: int = 50, codec: Codec | None = None,
+                 gate: QualityGate | None = None, ack_wait_s: float = 5.0,
+                 now_us: Callable[[], int] | None = None) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.emit = emit
+        self.batch_rows = settings.batch_rows or batch_rows
+        self.batch_ms = settings.batch_ms or batch_ms
+        self.codec: Codec = codec if codec is not None else make_codec(settings)
+        self.gate = gate
+        self.ack_wait_s = ack_wait_s
+        self._now_us = now_us or (lambda: time.time_ns() // 1000)
+        updates: dict[str, Any] = {}
+        if settings.protocol is not None:
+            updates["protocol"] = settings.protocol
+        if settings.session_expiry_s is not None:
+            updates["session_expiry_s"] = settings.session_expiry_s
+        self.broker = broker.model_copy(update=updates) if updates else broker
+        self.client_id = settings.client_id or f"fe-{settings.name}"
+        self.counters: Counter[str] = Counter()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set when the broker has granted this connection's subscriptions
+        self._pending: deque[MQTTMessage] = deque()
+        self._wake_pending = False
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._client: Client | None = None
+        self._generation = 0  # +1 per connection: an ack from an older connection is not sent
+        self._unacked = 0
+        self._unacked_lock = threading.Lock()
+        self._state_ts_ms = 0
+        self._events_from_thread: deque[CodecEvent] = deque()
+
+    # -- paho thread -------------------------------------------------------------------------------------
+    def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        self._pending.append(msg)
+        if not self._wake_pending:
+            self._wake_pending = True
+            loop, wake = self._loop, self._wake
+            if loop is not None and wake is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    loop.call_soon_threadsafe(wake.set)
+
+    def _topics(self) -> list[str]:
+        g = self.settings.shared_group
+        return [f"$share/{g}/{t}" if g else t for t in self.settings.topics]
+
+    def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Properties | None) -> None:
+        if reason.is_failure:
+            self.counters["connect_failures"] += 1
+            log.warning("MQTT connect refused", extra={"source": self.name, "reason": str(reason)})
+            self._event_threadsafe("connection", f"MQTT connect refused: {reason}", {"reason": str(reason)})
+            return
+        self._generation += 1
+        self.counters["connects"] += 1
+        host_id = self.settings.sparkplug_host_id
+        if host_id is not None:  # Sparkplug 3.0: STATE online (retained, QoS 1) before subscribing
+            client.publish(f"{NAMESPACE}/STATE/{host_id}", state_payload(True, self._state_ts_ms), qos=1,
+                           retain=True)
+        subs: list[tuple[str, int]] = [(t, int(self.settings.qos)) for t in self._topics()]
+        client.subscribe(subs)
+        self.connected.set()
+        present = bool(getattr(flags, "session_present", False))
+        self._event_threadsafe("connection", f"MQTT connected (session present: {present})",
+                               {"session_present": present, "topics": [t for t, _ in subs]})
+
+    def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+                      properties: Properties | None) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            self.counters["subscribe_failures"] += len(failed)
+            self._event_threadsafe("connection", f"MQTT subscription refused: {', '.join(failed)}",
+                                   {"topics": self._topics()})
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Properties | None) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self._stop.is_set():
+            self.counters["disconnects"] += 1
+            self._event_threadsafe("connection", f"MQTT disconnected: {reason}", {"reason": str(reason)})
+
+    def _event_threadsafe(self, kind: str, message: str, detail: dict[str, Any]) -> None:
+        ev = CodecEvent(self._now_us(), kind, message, detail)  # type: ignore[arg-type]
+        self._events_from_thread.append(ev)
+
+    # -- asyncio side ----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        s = self.settings
+        client, address, props = make_client(self.broker, client_id=self.client_id, clean_start=s.clean_start,
+                                             url=s.url, username=s.username, password=s.password, tls=s.tls)
+        if props is not None:
+            props.ReceiveMaximum = s.receive_maximum
+        else:
+            client.max_inflight_messages_set(s.receive_maximum)
+        if s.qos == 1:
+            client.manual_ack_set(True)
+        if s.sparkplug_host_id is not None:
+            self._state_ts_ms = int(time.time() * 1000)
+            client.will_set(f"{NAMESPACE}/STATE/{s.sparkplug_host_id}",
+                            state_payload(False, self._state_ts_ms), qos=1, retain=True)
+        client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        self._client = client
+        connect(client, address, props, clean_start=s.clean_start, keepalive=self.broker.keepalive_s)
+        client.loop_start()
+        try:
+            await self._batches()
+        finally:
+            await self._wait_for_acks()
+            if s.sparkplug_host_id is not None and self.connected.is_set():
+                info = client.publish(f"{NAMESPACE}/STATE/{s.sparkplug_host_id}",
+                                      state_payload(False, self._state_ts_ms), qos=1, retain=True)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(info.wait_for_publish, 2.0)
+            client.disconnect()
+            client.loop_stop()
+            self._client = None
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _wait_for_acks(self) -> None:
+        deadline = time.monotonic() + self.ack_wait_s
+        while self._unacked > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _drain(self) -> list[MQTTMessage]:
+        self._wake_pending = False
+        assert self._wake is not None
+        self._wake.clear()
+        dq = self._pending
+        n = len(dq)
+        return [dq.popleft() for _ in range(n)]
+
+    async def _batches(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        cur = _Batch(self.name)
+        while True:
+            stopping = self._stop.is_set()
+            msgs = self._drain()
+            if msgs:
+                self._decode(cur, msgs)
+            while self._events_from_thread:
+                cur.add_event(self._events_from_thread.popleft())
+            if cur.rows() >= self.batch_rows or (cur.started and cur.age_ms() >= self.batch_ms) or (
+                    stopping and cur.started):
+                await self._flush(cur)
+                cur = _Batch(self.name)
+            if stopping and not self._pending:
+                if cur.started:
+                    await self._flush(cur)
+                return
+            if not self._pending:
+                timeout = max(0.0, self.batch_ms / 1000 - cur.age_ms() / 1000) if cur.started else None
+                if timeout is None:
+                    await wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout)
+
+    def _decode(self, cur: _Batch, msgs: list[MQTTMessage]) -> None:
+        recv_us = self._now_us()
+        raw: list[tuple[str, bytes]] = [(m.topic, m.payload) for m in msgs]  # type: ignore[misc]
+        cur.add(raw, [m.mid for m in msgs if m.qos > 0], self._generation)
+        self.counters["messages"] += len(msgs)
+        self.counters["redelivered"] += sum(1 for m in msgs if m.dup)
+        self.codec.decode(raw, recv_us, cur.decoded)
+        client = self._client
+        if cur.decoded.commands and client is not None:
+            for cmd in cur.decoded.commands:
+                client.publish(cmd.topic, cmd.payload, qos=cmd.qos, retain=cmd.retain)
+                self.counters["commands_published"] += 1
+            cur.decoded.commands.clear()
+
+    async def _flush(self, cur: _Batch) -> None:
+        d = cur.decoded
+        now = self._now_us()
+        batch_id = cur.batch_id()
+        envelopes: list[Envelope] = []
+        samples = d.to_samples(now)
+        dead_batches = []
+        if len(d.dead):
+            for reason, count in d.dead.counters.items():
+                self.counters[f"dead_letter:{reason}"] += count
+            dead_batches.append(d.dead.take_batch())
+        if self.gate is not None and samples.num_rows:
+            samples, gated = await asyncio.to_thread(self.gate.apply, samples, now)
+            if gated.num_rows:
+                dead_batches.append(gated)
+        self.counters["samples"] += samples.num_rows
+        if samples.num_rows:
+            envelopes.append(Envelope("samples", samples, batch_id))
+        for i, dl in enumerate(dead_batches):
+            envelopes.append(Envelope("dead_letters", dl, f"{batch_id}-dl{i}"))
+        if d.events:
+            envelopes.append(Envelope("events", _events_batch(d.events, self.name), cur.events_id()))
+        mids, generation = cur.mids, cur.generation
+        self.counters["acks_dropped"] += cur.dropped_mids
+        if mids:
+            with self._unacked_lock:
+                self._unacked += len(mids)
+            ack_all = self._acker(mids, generation)
+            if envelopes:
+                join = _AckJoin(len(envelopes), ack_all)
+                for env in envelopes:
+                    env.acks.append(join.part_done)
+            else:
+                ack_all()
+        for env in envelopes:
+            await self.emit(env)
+        self.counters["batches"] += 1
+
+    def _acker(self, mids: list[int], generation: int) -> Callable[[], None]:
+        def ack() -> None:
+            client = self._client
+            if client is not None and generation == self._generation:
+                for mid in mids:
+                    client.ack(mid, 1)
+                self.counters["acked"] += len(mids)
+            else:  # the connection that delivered them is gone: the broker delivers them again
+                self.counters["acks_dropped"] += len(mids)
+            with self._unacked_lock:
+                self._unacked -= len(mids)
+
+        return ack
+
+
+class _Batch:
+    """What is gathered for one batch: decoded samples, the QoS 1 packet ids, a content hash."""
+
+    def __init__(self, source: str) -> None:
+        self.decoded = Decoded(source)
+        self.mids: list[int] = []
+        self.generation = -1
+        self.dropped_mids = 0
+        self.started = False
+        self._t0 = 0.0
+        self._hash = hashlib.blake2b(source.encode(), digest_size=16)
+        self._ev_hash = hashlib.blake2b(source.encode(), digest_size=16)
+
+    def add(self, raw: list[tuple[str, bytes]], mids: list[int], generation: int) -> None:
+        if not self.started:
+            self.started = True
+            self._t0 = time.monotonic()
+        if generation != self.generation:
+            # packet ids of an older connection mean nothing on the new one: those are delivered again
+            self.dropped_mids += len(self.mids)
+            self.mids = []
+        self.generation = generation
+        self.mids.extend(mids)
+        self._hash.update(b"\x1e".join(p for _, p in raw))
+        self._hash.update("\x1e".join(t for t, _ in raw).encode())
+
+    def add_event(self, ev: CodecEvent) -> None:
+        if not self.started:
+            self.started = True
+            self._t0 = time.monotonic()
+        self.decoded.events.append(ev)
+        self._ev_hash.update(f"{ev.ts_us}\x1e{ev.message}".encode())
+
+    def rows(self) -> int:
+        return self.decoded.num_rows
+
+    def age_ms(self) -> float:
+        return (time.monotonic() - self._t0) * 1000.0
+
+    def batch_id(self) -> str:
+        return self._hash.hexdigest()
+
+    def events_id(self) -> str:
+        return self._ev_hash.hexdigest() + "-ev"
+
+
+def _events_batch(events: list[CodecEvent], source: str) -> pa.RecordBatch:
+    return batch_from_rows(
+        [{"ts": e.ts_us, "kind": str(e.kind), "source": source, "asset": None, "message": e.message,
+          "detail": orjson.dumps(e.detail, default=str).decode()} for e in events], EVENTS)

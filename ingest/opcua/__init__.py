@@ -1,0 +1,1 @@
+"""OPC-UA ingest: the asyncua source, node naming and resolution, browse, and the client PKI."""

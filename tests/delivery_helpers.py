@@ -1,0 +1,286 @@
+"""Helpers for the delivery fault-injection tests: a private PostgreSQL that a test may stop, a minimal MQTT
+source with manual acknowledgement, and a QoS 1 publisher of numbered sample messages.
+
+Every message of the test stream carries ``n`` samples of one message number ``k``: ``ts = k * n + j``
+microseconds (so every sample has its own ts), ``tag = t{ts % 50}``, ``value = ts * 0.25``. What the
+historian must hold is therefore known exactly from the message numbers that were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.datamodel import samples_from_arrays
+from edge.envelope import Envelope, batch_id_for
+from tests.services import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A PostgreSQL 15 cluster of the test's own (``initdb`` as the ``postgres`` user), on a free port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="fe-pg-"))
+        self.data = self.dir / "data"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres")
+        self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                   "--no-sync", "-E", "UTF8"])
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, cmd: list[str]) -> None:
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> PrivatePostgres:
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c max_connections=50")
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w", "-t", "30",
+                   "-l", str(self.dir / "log"), "start"])
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def cleanup(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- the test stream -------------------------------------------------------------------------------------
+
+
+def message_samples(k: int, n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    ts = np.arange(k * n, (k + 1) * n, dtype=np.int64) + 1_700_000_000_000_000
+    tags = [f"t{t % 50}" for t in ts.tolist()]
+    return ts, tags, ts.astype(np.float64) * 0.25
+
+
+def message_payload(k: int, n: int) -> bytes:
+    return orjson.dumps({"k": k, "n": n})
+
+
+def envelope_for_message(k: int, n: int, source: str = "mqtt-test") -> Envelope:
+    ts, tags, values = message_samples(k, n)
+    batch = samples_from_arrays(ts, tags, values, source=source)
+    return Envelope("samples", batch, batch_id_for(source, "msg", k))
+
+
+def expected_rows(ks: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    ts = np.concatenate([message_samples(k, n)[0] for k in sorted(ks)]) if ks else np.zeros(0, np.int64)
+    return ts, ts.astype(np.float64) * 0.25
+
+
+def historian_rows(dsn: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(ts in microseconds, tags, values) of every sample row in the historian, in ts order."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT (extract(epoch FROM ts) * 1000000)::bigint, tag::text, value FROM samples ORDER BY ts"
+        ).fetchall()
+    return (np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
+            np.array([r[2] for r in rows], dtype=np.float64))
+
+
+def compare_rows(dsn: str, ks: list[int], n: int) -> None:
+    """The historian holds exactly the samples of messages ``ks``: row by row, no loss, no duplicate."""
+    ts, tags, values = historian_rows(dsn)
+    want_ts, want_values = expected_rows(ks, n)
+    dup = len(ts) - len(np.unique(ts))
+    missing = np.setdiff1d(want_ts, ts)
+    extra = np.setdiff1d(ts, want_ts)
+    assert dup == 0, f"{dup} duplicated rows"
+    assert len(missing) == 0, f"{len(missing)} rows lost, first ts {missing[:5]}"
+    assert len(extra) == 0, f"{len(extra)} unexpected rows"
+    assert np.array_equal(ts, want_ts)
+    assert np.array_equal(values, want_values)
+    assert tags == [f"t{t % 50}" for t in want_ts.tolist()]
+
+
+# -- a minimal MQTT source with manual acknowledgement ---------------------------------------------------
+
+
+class MiniMqttSource:
+    """Subscribes QoS 1 with a persistent session and ``manual_ack``; one message becomes one envelope whose
+    ``batch_id`` comes from the message number, and whose ack sends the PUBACK.
+
+    Stand-in for ``ingest.mqtt`` while that source is being written; a full queue blocks paho's network
+    thread, so the broker holds the rest (backpressure).
+    """
+
+    name = "mini-mqtt-source"
+    role = "source"
+
+    def __init__(self, url_port: int, topic: str, queue: asyncio.Queue[Envelope], *, client_id: str,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.port = url_port
+        self.topic = topic
+        self.queue = queue
+        self.client_id = client_id
+        self.on_batch = on_batch
+        self._stop = asyncio.Event()
+        self.received = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5)
+        client.manual_ack_set(True)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+
+        def on_connect(c: paho.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+            c.subscribe(self.topic, qos=1)
+
+        def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
+            doc = orjson.loads(msg.payload)
+            env = envelope_for_message(int(doc["k"]), int(doc["n"]))
+            mid, qos = msg.mid, msg.qos
+            env.acks.append(lambda: c.ack(mid, qos))
+            self.received += 1
+            fut = asyncio.run_coroutine_threadsafe(self.queue.put(env), loop)
+            while not self._stop.is_set():
+                try:
+                    fut.result(timeout=0.5)
+                    break
+                except TimeoutError:
+                    continue
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        client.reconnect_delay_set(0.2, 1)
+        client.connect_async("127.0.0.1", self.port, keepalive=10, clean_start=False, properties=props)
+        client.loop_start()
+        try:
+            await self._stop.wait()
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+class NumberedPublisher:
+    """Publishes messages ``k = 0, 1, ...`` (QoS 1, persistent session) at a steady rate in a thread.
+    paho resends what the broker did not acknowledge after a reconnect."""
+
+    def __init__(self, port: int, topic: str, n: int, rate_per_s: float, client_id: str) -> None:
+        self.topic = topic
+        self.n = n
+        self.rate = rate_per_s
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.acked: set[int] = set()
+        self.sent = 0
+        self._mids: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+
+        def on_connect(c: paho.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+            self.connected.set()
+
+        def on_disconnect(c: paho.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+            self.connected.clear()
+
+        def on_publish(c: paho.Client, u: Any, mid: int, reason: Any, p: Any) -> None:
+            with self._lock:
+                k = self._mids.pop(mid, None)
+                if k is not None:
+                    self.acked.add(k)
+
+        self.client.on_connect = on_connect
+        self.client.on_disconnect = on_disconnect
+        self.client.on_publish = on_publish
+        self.client.connect_async("127.0.0.1", port, keepalive=10, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self, count: int) -> NumberedPublisher:
+        self.count = count
+        self.connected.wait(10)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        for k in range(self.count):
+            if self._stop.is_set():
+                return
+            delay = t0 + k / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self._lock:
+                info = self.client.publish(self.topic, message_payload(k, self.n), qos=1)
+                self._mids[info.mid] = k
+            self.sent = k + 1
+
+    def wait_done(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < self.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.acked) == self.count, f"the broker acknowledged {len(self.acked)} of {self.count}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def async_wait_until(cond: Callable[[], bool], timeout: float, what: str,
+                           interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def count_samples(dsn: str) -> int:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            row = conn.execute("SELECT count(*) FROM samples").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return -1

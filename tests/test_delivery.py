@@ -1,0 +1,214 @@
+"""The historian sink on real services: commit or spool before acknowledging, drain the spool in order
+when the historian returns, and hold the full-spool policy. Every test compares what was sent with what the
+historian holds, row by row, on a PostgreSQL of its own that it stops and starts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from edge.envelope import Envelope
+from edge.historian.migrate import migrate
+from edge.historian.settings import HistorianSettings
+from edge.historian.writer import HistorianWriter
+from edge.metrics import Metrics
+from edge.settings import SpoolSettings
+from edge.sinks.historian_sink import HistorianSink
+from edge.spool import Spool
+from tests.delivery_helpers import PrivatePostgres, async_wait_until, compare_rows, envelope_for_message
+
+
+def make_writer(dsn: str, timeout_s: float = 5.0) -> HistorianWriter:
+    return HistorianWriter(HistorianSettings(dsn=dsn, write_timeout_s=timeout_s), dsn=dsn)
+
+
+@pytest.fixture
+async def private_pg() -> AsyncIterator[PrivatePostgres]:
+    pg = await asyncio.to_thread(lambda: PrivatePostgres().start())
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            migrate(conn, flavor="postgres")
+        yield pg
+    finally:
+        await asyncio.to_thread(pg.cleanup)
+
+
+class Harness:
+    """An inbox, a HistorianSink with a spool and a real HistorianWriter, and the record of every ack."""
+
+    def __init__(self, dsn: str, tmp_path: Path, queue: int = 8, **spool: Any) -> None:
+        self.metrics = Metrics()
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.spool = Spool(SpoolSettings(dir=tmp_path / "spool", **spool), metrics=self.metrics)
+        self.inbox: asyncio.Queue[Envelope] = asyncio.Queue(queue)
+        self.writer = make_writer(dsn)
+        self.sink = HistorianSink(self.inbox, self.writer, self.spool, metrics=self.metrics,
+                                  write_timeout_s=5, retry_interval_s=0.3,
+                                  on_event=lambda k, m, d: self.events.append((k, m, d)))
+        self.acked: list[int] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> Harness:
+        self.task = asyncio.create_task(self.sink.run())
+        return self
+
+    async def put(self, k: int, n: int) -> None:
+        env = envelope_for_message(k, n)
+        env.acks.append(lambda: self.acked.append(k))
+        await self.inbox.put(env)
+
+    async def settle(self, timeout: float) -> None:
+        await async_wait_until(lambda: self.inbox.empty() and self.spool.empty() and self.sink.historian_up,
+                               timeout, "the inbox and the spool to drain")
+
+    async def close(self) -> None:
+        await self.sink.stop()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 30)
+        await self.writer.close()
+
+    def messages(self, word: str) -> list[str]:
+        return [m for _, m, _ in self.events if word in m]
+
+
+async def test_commits_acks_and_skips_replays(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    h = Harness(private_pg.dsn, tmp_path).start()
+    for k in range(20):
+        await h.put(k, 500)
+    for k in range(10):  # the same batches again (a source that delivered twice): stored once
+        await h.put(k, 500)
+    await h.settle(30)
+    await h.close()
+    assert sorted(h.acked) == sorted([*range(20), *range(10)])
+    compare_rows(private_pg.dsn, list(range(20)), 500)
+    assert h.metrics.get("historian", "committed") == 20 * 500
+    assert h.metrics.get("historian", "duplicate") == 10 * 500
+    assert h.spool.empty()
+
+
+async def test_short_outage_spools_then_drains_in_order(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    h = Harness(private_pg.dsn, tmp_path, drain_rows_per_s=20_000).start()
+    for k in range(10):
+        await h.put(k, 1000)
+    await async_wait_until(lambda: len(h.acked) == 10, 10, "first acks")
+    await asyncio.to_thread(private_pg.stop)
+    for k in range(10, 40):
+        await h.put(k, 1000)
+    await async_wait_until(lambda: len(h.acked) == 40, 20, "acks of spooled batches")
+    assert h.spool.rows >= 30_000  # acknowledged because spooled (plus our own event rows)
+    assert h.messages("historian unavailable")
+    await asyncio.to_thread(private_pg.start)
+    for k in range(40, 50):
+        await h.put(k, 1000)
+    await h.settle(60)
+    await h.close()
+    compare_rows(private_pg.dsn, list(range(50)), 1000)
+    assert h.metrics.get("spool", "spooled") >= 30_000
+    assert h.metrics.get("historian", "replayed") + h.metrics.get("historian", "duplicate") >= 30_000
+    assert h.messages("draining") and h.messages("spool drained")
+    with psycopg.connect(private_pg.dsn) as conn:  # the sink's own events reached the historian
+        msgs = [r[0] for r in conn.execute("SELECT message FROM events WHERE kind = 'spool' ORDER BY ts")]
+    assert "historian unavailable; spooling" in msgs and "spool drained" in msgs
+
+
+@pytest.mark.slow
+async def test_postgres_stopped_30s_at_50k_samples_per_s(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    """50k samples/s (2,500 every 50 ms) for 40 s; PostgreSQL stopped for 30 s in the middle."""
+    h = Harness(private_pg.dsn, tmp_path, queue=64, drain_rows_per_s=200_000).start()
+    n, period = 2500, 0.05
+    t0 = time.monotonic()
+    k = 0
+
+    async def produce(until_s: float) -> None:
+        nonlocal k
+        while (due := t0 + k * period) < t0 + until_s:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await h.put(k, n)
+            k += 1
+
+    await produce(5)
+    await asyncio.to_thread(private_pg.stop)
+    t_stop = time.monotonic()
+    await produce(35)
+    await asyncio.to_thread(private_pg.start)
+    outage = time.monotonic() - t_stop
+    await produce(40)
+    rate = k * n / (time.monotonic() - t0)
+    spooled = h.metrics.get("spool", "spooled")
+    t_drain = time.monotonic()
+    await h.settle(120)
+    drain_s = time.monotonic() - t_drain
+    await h.close()
+    print(f"\nsent {k * n} samples at {rate:,.0f}/s; postgres down {outage:.1f}s; "
+          f"spooled {spooled:,.0f} rows; spool drained {drain_s:.1f}s after the last batch")
+    assert sorted(h.acked) == list(range(k))
+    assert spooled >= 25 * 50_000 * 0.8  # most of the outage went through the spool
+    compare_rows(private_pg.dsn, list(range(k)), n)
+
+
+async def test_spool_full_refuse_new_holds_sources_back(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    h = Harness(private_pg.dsn, tmp_path, queue=4, max_bytes=1 << 20, when_full="refuse_new").start()
+    await h.put(0, 2000)
+    await async_wait_until(lambda: h.acked == [0], 10, "first commit")
+    await asyncio.to_thread(private_pg.stop)
+    total = 40
+    producer = asyncio.create_task(_produce_all(h, range(1, total), 2000))
+    await async_wait_until(lambda: h.sink.blocked, 30, "the sink to hold back")
+    await asyncio.sleep(1.5)
+    assert not producer.done()  # the source is held back: its queue is full
+    assert h.inbox.full()
+    assert h.task is not None and not h.task.done()  # the appliance keeps running
+    held = len(h.acked)
+    assert held < total and h.spool.bytes <= 1 << 20
+    assert h.messages("spool full; refusing new data")
+    assert h.metrics.get("spool", "full", "refuse_new") == 1
+    assert h.metrics.get("spool", "dropped") == 0
+    await asyncio.to_thread(private_pg.start)
+    await asyncio.wait_for(producer, 60)
+    await h.settle(60)
+    await h.close()
+    assert sorted(h.acked) == list(range(total))
+    compare_rows(private_pg.dsn, list(range(total)), 2000)  # refuse_new loses nothing
+    with psycopg.connect(private_pg.dsn) as conn:
+        msgs = [r[0] for r in conn.execute("SELECT message FROM events WHERE kind = 'spool'")]
+    assert any("refusing new data" in m for m in msgs)
+
+
+async def test_spool_full_drop_oldest_keeps_running(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+    h = Harness(private_pg.dsn, tmp_path, queue=4, max_bytes=1 << 20, when_full="drop_oldest",
+                segment_bytes=1 << 17).start()
+    await h.put(0, 2000)
+    await async_wait_until(lambda: h.acked == [0], 10, "first commit")
+    await asyncio.to_thread(private_pg.stop)
+    total = 60
+    await _produce_all(h, range(1, total), 2000)  # never held back
+    await async_wait_until(lambda: len(h.acked) == total, 30, "every batch acknowledged")
+    assert h.spool.bytes <= 1 << 20
+    assert h.metrics.get("spool", "dropped") > 0 and h.messages("dropping the oldest segments")
+    await asyncio.to_thread(private_pg.start)
+    for k in range(total, total + 5):  # still running: live data after the outage
+        await h.put(k, 2000)
+    await h.settle(60)
+    await h.close()
+    with psycopg.connect(private_pg.dsn) as conn:
+        rows = conn.execute("SELECT batch_id FROM ingest_ledger WHERE kind = 'samples'").fetchall()
+    stored = {r[0] for r in rows}
+    kept = [k for k in range(total + 5) if envelope_for_message(k, 2000).batch_id in stored]
+    lost = sorted(set(range(total + 5)) - set(kept))
+    # what was dropped is the oldest spooled data, contiguous from the first spooled batch, and counted
+    assert lost == list(range(1, 1 + len(lost)))
+    assert len(lost) * 2000 == h.metrics.get("spool", "dropped")
+    compare_rows(private_pg.dsn, kept, 2000)
+
+
+async def _produce_all(h: Harness, ks: range, n: int) -> None:
+    for k in ks:
+        await h.put(k, n)

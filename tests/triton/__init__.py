@@ -1,0 +1,1 @@
+"""Triton Inference Server harness for tests and benchmarks (nvidia-pytriton's tritonserver binary)."""

@@ -1,0 +1,1 @@
+"""Documentation assets of the terminal UI (screenshots and the script that makes them)."""

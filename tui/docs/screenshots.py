@@ -1,0 +1,68 @@
+"""Regenerate the README screenshots: ``.venv/bin/python -m tui.docs.screenshots`` from the repository root.
+
+Needs PostgreSQL (``FE_TEST_PG_DSN``, default postgresql://postgres@127.0.0.1:5432/postgres): it makes a
+scratch database, fills it like the tests do (tests/tui_support.py), and saves SVGs next to this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).parent
+
+
+async def shoot(reader_dsn: str) -> None:
+    from tests.tui_support import fixed_clock, wait_until
+    from tui.app import EdgeTui
+    from tui.data import HistorianSource
+    from tui.screens.base import EdgeScreen
+
+    app = EdgeTui(HistorianSource(reader_dsn), clock=fixed_clock, operator="alice", poll_s=0.3)
+    async with app.run_test(size=(110, 30)) as pilot:
+        async def settle() -> None:
+            screen = app.screen
+            assert isinstance(screen, EdgeScreen)
+            n = screen.loads
+            await wait_until(pilot, lambda: screen.loads >= n + 2)
+            await pilot.pause(0.2)
+
+        await settle()
+        await pilot.press("down", "down", "down", "down")
+        await settle()
+        app.save_screenshot("overview.svg", str(HERE))
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.screen.id == "insights")
+        await settle()
+        await pilot.press("down", "t", *"bearing noise", "enter")
+        await wait_until(pilot, lambda: app.feedback_saved == 1)
+        await pilot.press("down", "a")
+        await wait_until(pilot, lambda: app.feedback_saved == 2)
+        await pilot.pause(5.5)  # let the toasts go
+        await settle()
+        app.save_screenshot("insights.svg", str(HERE))
+
+
+def main() -> None:
+    from tests.tui_support import fill_historian, prepare_historian
+
+    server = os.environ.get("FE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"fe_shots_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = server.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        reader = prepare_historian(dsn)
+        fill_historian(dsn)
+        asyncio.run(shoot(reader))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

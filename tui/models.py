@@ -1,0 +1,177 @@
+"""View models of the terminal UI: plain frozen dataclasses the screens render and the data layer fills.
+
+Nothing here touches the database or Textual, so screens and tests can build them freely.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+# Severity names the inference stage may use, ranked so the worst one wins. Unknown names rank as a warning.
+SEVERITY_RANK: dict[str, int] = {
+    "ok": 0,
+    "normal": 0,
+    "none": 0,
+    "info": 1,
+    "low": 1,
+    "warning": 2,
+    "warn": 2,
+    "medium": 2,
+    "high": 3,
+    "alarm": 3,
+    "critical": 4,
+}
+SEVERITY_FILTERS: tuple[str | None, ...] = (None, "info", "warning", "critical")
+
+
+def severity_rank(severity: str | None) -> int:
+    if severity is None:
+        return -1
+    return SEVERITY_RANK.get(severity.lower(), 2)
+
+
+class FeedbackAction(enum.StrEnum):
+    """What an operator says about an insight. Labels feed retraining; an ack only says "seen"."""
+
+    ACK = "ack"
+    TRUE_FAULT = "true_fault"
+    FALSE_ALARM = "false_alarm"
+
+
+@dataclass(frozen=True)
+class AssetState:
+    """One equipment at a glance: its worst recent news, how good its data is, how fresh."""
+
+    path: str  # ISA-95 path: enterprise/site/area/line/cell/equipment
+    severity: str | None = None  # of the latest insight
+    insight_ts: datetime | None = None
+    good_fraction: float | None = None  # share of recent samples with good quality and no flags
+    last_ts: datetime | None = None  # newest sample
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Overview:
+    assets: tuple[AssetState, ...]
+
+
+@dataclass(frozen=True)
+class TagSeries:
+    tag: str
+    measure: str | None
+    unit: str | None
+    values: tuple[float, ...]  # oldest first
+    last_value: float | None
+    last_ts: datetime | None
+    last_quality: int
+
+
+@dataclass(frozen=True)
+class MesContext:
+    work_order: str | None = None
+    product: str | None = None
+    batch: str | None = None
+    shift: str | None = None
+    since: datetime | None = None  # ts of the sample it was read from
+
+
+@dataclass(frozen=True)
+class InsightRow:
+    insight_id: str
+    ts: datetime
+    asset: str
+    model: str
+    model_version: str
+    model_sha256: str
+    score: float | None
+    threshold: float
+    severity: str
+    top_features: str = ""  # short text: "vib_rms 0.61, temp_mean 0.22"
+    feedback: str | None = None  # latest operator action on it, if any
+    feedback_by: str | None = None
+
+
+@dataclass(frozen=True)
+class InsightFilter:
+    severity: str | None = None  # this severity or worse
+    asset: str | None = None  # substring of the asset path
+    model: str | None = None  # substring of the model name
+
+
+@dataclass(frozen=True)
+class EquipmentDetail:
+    asset: str
+    tags: tuple[TagSeries, ...]
+    features: tuple[tuple[str, float | None], ...]
+    features_window_end: datetime | None
+    context: MesContext
+    insights: tuple[InsightRow, ...]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    asset: str
+    model: str
+    model_version: str
+    model_sha256: str
+    runtime: str | None
+    last_ts: datetime | None
+    scores: tuple[float, ...]  # oldest first
+    threshold: float | None
+    over_threshold: int
+
+
+@dataclass(frozen=True)
+class StageRate:
+    stage: str
+    per_s: float | None
+    lag_s: float | None
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    name: str
+    state: str  # "up", "down", or what the source said
+    since: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    ts: datetime
+    source: str
+    tag: str | None
+    reason: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Health:
+    stages: tuple[StageRate, ...]
+    spool_depth: int | None
+    connections: tuple[ConnectionState, ...]
+    dead_letter_reasons: tuple[tuple[str, int], ...]
+    dead_letters: tuple[DeadLetterRow, ...]
+    metrics: tuple[tuple[str, float], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Feedback:
+    insight_id: str
+    action: FeedbackAction
+    who: str
+    comment: str = ""
+    asset: str | None = None

@@ -1,0 +1,1 @@
+"""The screens of the terminal UI: overview, equipment, insights, models, health, help."""

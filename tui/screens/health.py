@@ -1,0 +1,116 @@
+"""Health: rates and lag per stage, spool depth, connection states, dead letters and their reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tui.models import Health
+from tui.screens.base import EdgeScreen
+from tui.widgets.fmt import age, clock, num
+from tui.widgets.status import StatusBar
+
+
+def read_metrics(path: Path | None) -> dict[str, Any] | None:
+    """The metrics snapshot another process wrote (``edge.metrics.MetricsServer``), or None."""
+    if path is None:
+        return None
+    try:
+        from edge.metrics import read_state_file
+
+        return read_state_file(path)
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def metrics_text(snapshot: dict[str, Any] | None) -> Text:
+    text = Text("Metrics snapshot\n", style="bold")
+    if snapshot is None:
+        text.append("none (no --stats file, or not written yet)", style="dim")
+        return text
+    counters = snapshot.get("counters") or {}
+    for stage, values in sorted(counters.items()):
+        if not isinstance(values, dict):
+            continue
+        parts: list[str] = []
+        for counter, value in sorted(values.items()):
+            if isinstance(value, dict):
+                total = sum(v for v in value.values() if isinstance(v, int | float))
+                reasons = ", ".join(f"{k} {num(v, 0)}" for k, v in sorted(value.items()))
+                parts.append(f"{counter} {num(total, 0)} ({reasons})")
+            elif isinstance(value, int | float):
+                parts.append(f"{counter} {num(value, 0)}")
+        text.append(f"{stage:<18}", style="bold")
+        text.append(" · ".join(parts) + "\n")
+    for name, value in sorted((snapshot.get("gauges") or {}).items()):
+        text.append(f"{name:<18} {num(value) if isinstance(value, int | float) else value}\n")
+    return text
+
+
+class HealthScreen(EdgeScreen):
+    def __init__(self) -> None:
+        super().__init__(id="health")
+        self.data: Health | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="health-body"):
+            with Horizontal(id="health-top"):
+                yield DataTable(id="stages", cursor_type="none", show_cursor=False)
+                yield DataTable(id="connections", cursor_type="none", show_cursor=False)
+            yield Static(id="spool")
+            yield Static(id="metrics")
+            yield Static("Dead letters (last 24 h)", classes="section")
+            yield Static(id="reasons")
+            yield DataTable(id="dead-letters", cursor_type="row", zebra_stripes=True)
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.sub_title = "Health"
+        self.query_one("#stages", DataTable).add_columns("stage", "rows/s", "lag")
+        self.query_one("#connections", DataTable).add_columns("connection", "state", "since")
+        letters = self.query_one("#dead-letters", DataTable)
+        letters.add_columns("time UTC", "source", "reason", "tag", "detail")
+
+    async def load(self) -> None:
+        now = self.edge.now()
+        h = await self.edge.source.health(now)
+        self.data = h
+        stages = self.query_one("#stages", DataTable)
+        stages.clear()
+        for s in h.stages:
+            lag = Text(f"{num(s.lag_s, 1)}s" if s.lag_s is not None else "-")
+            if s.lag_s is not None and s.lag_s > 60:
+                lag.stylize("dark_orange3")
+            stages.add_row(s.stage, num(s.per_s, 1), lag)
+        conns = self.query_one("#connections", DataTable)
+        conns.clear()
+        conns.add_row("historian", Text("up", style="green3"), "now")
+        if self.edge.mqtt_url is not None:
+            up = self.edge.broker_state == "up"
+            conns.add_row("mqtt broker",
+                          Text(self.edge.broker_state, style="green3" if up else "bold red3"), "")
+        for c in h.connections:
+            good = c.state.lower() in ("up", "connected", "ok", "online")
+            conns.add_row(c.name, Text(c.state, style="green3" if good else "bold red3"),
+                          f"{age(now, c.since)} ago")
+        spool = Text("spool depth  ", style="bold")
+        spool.append("-" if h.spool_depth is None else str(h.spool_depth))
+        self.query_one("#spool", Static).update(spool)
+        self.query_one("#metrics", Static).update(metrics_text(read_metrics(self.edge.stats_file)))
+        reasons = Text()
+        for reason, n in h.dead_letter_reasons:
+            reasons.append(f"{reason} ", style="bold")
+            reasons.append(f"{n}   ")
+        self.query_one("#reasons", Static).update(reasons or Text("none", style="dim"))
+        letters = self.query_one("#dead-letters", DataTable)
+        letters.clear()
+        for d in h.dead_letters:
+            letters.add_row(clock(d.ts), d.source, d.reason, d.tag or "", (d.detail or "")[:60])

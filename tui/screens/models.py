@@ -1,0 +1,61 @@
+"""Models: the deployed model version per equipment, its runtime, and recent scores against threshold."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tui.models import ModelRow
+from tui.screens.base import EdgeScreen
+from tui.widgets.fmt import age, num, short_asset, spark
+from tui.widgets.status import StatusBar
+
+
+def scores_text(row: ModelRow, width: int = 16) -> Text:
+    """Sparkline of recent scores scaled so the threshold sits at the top third; over-threshold in red."""
+    if not row.scores:
+        return Text("")
+    hi = max(max(row.scores), (row.threshold or 0) * 1.5)
+    lo = min(0.0, min(row.scores))
+    line = spark(row.scores, width, lo, hi)
+    text = Text()
+    for ch, value in zip(line, row.scores[-len(line):], strict=True):
+        over = row.threshold is not None and value > row.threshold
+        text.append(ch, style="bold red3" if over else "")
+    return text
+
+
+class ModelsScreen(EdgeScreen):
+    def __init__(self) -> None:
+        super().__init__(id="models")
+        self.rows: list[ModelRow] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("Deployed models per equipment (from the last 24 h of insights)", classes="section")
+        yield DataTable(id="model-table", cursor_type="row", zebra_stripes=True)
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.sub_title = "Models"
+        table = self.query_one("#model-table", DataTable)
+        table.add_columns("asset", "model", "version", "sha256", "runtime", "last", "scores", "thr", "over")
+        table.focus()
+
+    async def load(self) -> None:
+        now = self.edge.now()
+        rows = await self.edge.source.models(now)
+        self.rows = rows
+        table = self.query_one("#model-table", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for r in rows:
+            over = Text(str(r.over_threshold), style="bold red3" if r.over_threshold else "")
+            table.add_row(short_asset(r.asset), r.model, r.model_version, r.model_sha256[:8],
+                          r.runtime or "?", age(now, r.last_ts), scores_text(r), num(r.threshold, 2), over,
+                          key=f"{r.asset}|{r.model}")
+        if rows:
+            table.move_cursor(row=min(max(keep, 0), len(rows) - 1))

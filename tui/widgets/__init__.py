@@ -1,0 +1,1 @@
+"""Small widgets and text helpers shared by the screens."""

@@ -1,0 +1,97 @@
+"""Text helpers: severities with a symbol (so colour is never the only cue), ages, numbers, sparklines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.text import Text
+
+from tui.models import severity_rank
+
+# Colours readable on both a light and a dark background.
+_SEVERITY_STYLE = {
+    -1: ("  -  ", "dim"),
+    0: ("✓ ok ", "green3"),
+    1: ("i info", "dodger_blue1"),
+    2: ("! warn", "dark_orange3"),
+    3: ("▲ high", "bold red3"),
+    4: ("▲ CRIT", "bold red3"),
+}
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def severity_text(severity: str | None) -> Text:
+    label, style = _SEVERITY_STYLE[max(-1, min(4, severity_rank(severity)))]
+    if severity is not None and severity_rank(severity) == 2 and severity.lower() not in ("warning", "warn"):
+        label = f"! {severity[:4]}"
+    return Text(label, style=style)
+
+
+def age(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "never"
+    s = (now - then).total_seconds()
+    if s < 0:
+        return "future"
+    if s < 60:
+        return f"{s:.0f}s"
+    if s < 3600:
+        return f"{s / 60:.0f}m"
+    if s < 86400:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
+
+
+def age_text(now: datetime, then: datetime | None, stale_s: float = 60.0) -> Text:
+    text = age(now, then)
+    if then is None or (now - then).total_seconds() > stale_s:
+        return Text(text, style="dark_orange3")
+    return Text(text)
+
+
+def quality_text(good_fraction: float | None) -> Text:
+    if good_fraction is None:
+        return Text("q  -", style="dim")
+    pct = good_fraction * 100
+    style = "" if pct >= 95 else ("dark_orange3" if pct >= 80 else "bold red3")
+    return Text(f"q{pct:3.0f}%", style=style)
+
+
+def clock(ts: datetime | None) -> str:
+    return ts.strftime("%H:%M:%S") if ts is not None else "--:--:--"
+
+
+def stamp(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if value != value:  # NaN
+        return "nan"
+    if abs(value) >= 10_000 or (0 < abs(value) < 10 ** -digits):
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{value:.{digits}f}" else f"{value}"
+
+
+def spark(values: Sequence[float], width: int = 20, lo: float | None = None, hi: float | None = None) -> str:
+    """A one-line block sparkline of the last ``width`` values."""
+    vals = [v for v in values if v == v][-width:]
+    if not vals:
+        return ""
+    low = min(vals) if lo is None else lo
+    high = max(vals) if hi is None else hi
+    span = high - low
+    if span <= 0:
+        return _BLOCKS[0] * len(vals)
+    out = []
+    for v in vals:
+        i = int((min(max(v, low), high) - low) / span * (len(_BLOCKS) - 1))
+        out.append(_BLOCKS[i])
+    return "".join(out)
+
+
+def short_asset(path: str, parts: int = 2) -> str:
+    return "/".join(path.split("/")[-parts:])
