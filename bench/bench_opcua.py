@@ -40,7 +40,7 @@ def proc_cpu_s(pid: int) -> float:
 
 # -- clients (run in a child process) -------------------------------------------------------------
 async def client_bare(endpoint: str, tags: list[str], warmup: float, duration: float,
-                      chunk: int) -> dict[str, Any]:
+                      chunk: int, publish_requests: int) -> dict[str, Any]:
     from asyncua import ua
     from asyncua.client.client import Client
 
@@ -55,16 +55,20 @@ async def client_bare(endpoint: str, tags: list[str], warmup: float, duration: f
             count += 1
 
     consumers = []
+    n_subs = -(-len(tags) // chunk)
     for start in range(0, len(tags), chunk):
         sub = await client.create_subscription(100, None, queue_maxsize=10_000_000)
         nodes: Any = [client.get_node(ua.NodeId(t, idx)) for t in tags[start:start + chunk]]  # type: ignore[arg-type]
         await sub.subscribe_data_change(nodes, sampling_interval=100.0, queuesize=10)  # type: ignore[call-overload]
         consumers.append(asyncio.create_task(consume(sub)))
+    session = client.uaclient.session
+    in_flight = publish_requests or min(16, n_subs + 1)
+    loops = [asyncio.create_task(session._publish_loop()) for _ in range(in_flight - 1)]
     await asyncio.sleep(warmup)
     c0, t0, n0 = time.process_time(), time.monotonic(), count
     await asyncio.sleep(duration)
     c1, t1, n1 = time.process_time(), time.monotonic(), count
-    for c in consumers:
+    for c in consumers + loops:
         c.cancel()
     await client.disconnect()
     return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0}
@@ -115,7 +119,8 @@ def child(args: argparse.Namespace) -> None:
 
     tags = [t.name for t in plant_tags(args.lines, args.machines)]
     if args.client == "bare":
-        res = asyncio.run(client_bare(args.endpoint, tags, args.warmup, args.duration, args.chunk))
+        res = asyncio.run(client_bare(args.endpoint, tags, args.warmup, args.duration, args.chunk,
+                                      args.bare_publish_requests))
     else:
         res = asyncio.run(client_source(args.endpoint, tags, args.warmup, args.duration, args.chunk,
                                         args.publish_requests))
@@ -126,7 +131,8 @@ def child(args: argparse.Namespace) -> None:
 def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--endpoint", endpoint, "--lines", str(args.lines),
            "--machines", str(args.machines), "--duration", str(args.duration), "--warmup", str(args.warmup),
-           "--chunk", str(args.chunk), "--publish-requests", str(args.publish_requests)]
+           "--chunk", str(args.chunk), "--publish-requests", str(args.publish_requests),
+           "--bare-publish-requests", str(args.bare_publish_requests)]
     s0 = proc_cpu_s(server_pid)
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
@@ -151,7 +157,10 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--chunk", type=int, default=1000, help="monitored items per subscription (both clients)")
-    ap.add_argument("--publish-requests", type=int, default=2, help="source: publish requests in flight")
+    ap.add_argument("--publish-requests", type=int, default=0,
+                    help="source: publish requests in flight (0: subscriptions + 1, the source's default)")
+    ap.add_argument("--bare-publish-requests", type=int, default=0,
+                    help="bare client: 0 (default) gives it the same extra publish loops as the source; 1 is asyncua alone")
     ap.add_argument("--port", type=int, default=48620)
     ap.add_argument("--child", choices=["bare", "source"], default=None)
     ap.add_argument("--endpoint", default=None)

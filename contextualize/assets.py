@@ -275,13 +275,10 @@ def _rel(path: AssetPath) -> str:
 def _equipment_path(s: AssetSettings, key: str, bad: _Report) -> AssetPath | None:
     parts = key.strip("/").split("/") if key.strip("/") else []
     if len(parts) != len(RELATIVE_LEVELS):
-        names = ", ".join(f"{lvl}={p!r}" for lvl, p in zip(RELATIVE_LEVELS, parts, strict=False))
-        hint = ""
-        if len(parts) < len(RELATIVE_LEVELS):
-            missing = RELATIVE_LEVELS[len(parts)] if parts else RELATIVE_LEVELS[0]
-            hint = f" (read as {names}: no {missing} level)" if parts else ""
+        hint = ("a level is missing: each equipment sits in a cell, each cell in a line, each line in an area"
+                if len(parts) < len(RELATIVE_LEVELS) else "too many levels")
         bad(f"equipment path {key!r} has {len(parts)} level(s); expected {len(RELATIVE_LEVELS)}: "
-                    f"{'/'.join(RELATIVE_LEVELS)} below {s.enterprise}/{s.site}{hint}")
+            f"{'/'.join(RELATIVE_LEVELS)} below {s.enterprise}/{s.site} ({hint})")
         return None
     try:
         for level, part in zip(RELATIVE_LEVELS, parts, strict=True):

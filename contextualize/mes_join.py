@@ -75,62 +75,6 @@ def _key_levels(ks: KeySnapshot, dictionary: Sequence[str | None]) -> tuple[list
     return list(scope_rank), levels
 
 
-def _kernel() -> Any:
-    """The compiled join kernel (numba, compiled on first use and cached on disk)."""
-    global _KERNEL
-    if _KERNEL is None:
-        from numba import njit, prange
-
-        @njit(parallel=True, cache=True, nogil=True)  # type: ignore[untyped-decorator,unused-ignore]
-        def asof(codes: Any, ts: Any, level_rank: Any, offsets: Any, starts: Any, ends: Any, vals: Any,
-                 out: Any, valid: Any, n_chunks: int) -> None:  # pragma: no cover - compiled
-            n = ts.shape[0]
-            n_scopes = offsets.shape[0] - 1
-            n_levels = level_rank.shape[0]
-            n_keys = vals.shape[0]
-            chunk = (n + n_chunks - 1) // n_chunks
-            for c in prange(n_chunks):
-                lo = c * chunk
-                hi = min(n, lo + chunk)
-                cur = np.full(n_scopes, -2, np.int64)  # per scope: index of the last start <= t (a-1: none)
-                last = np.zeros(n_scopes, np.int64)
-                for i in range(lo, hi):
-                    code = codes[i]
-                    found = -1
-                    if code >= 0:
-                        t = ts[i]
-                        for lv in range(n_levels):
-                            r = level_rank[lv, code]
-                            if r < 0:
-                                break
-                            a = offsets[r]
-                            b = offsets[r + 1]
-                            k = cur[r]
-                            if k == -2 or t < last[r]:  # first row of the scope in the chunk, or back in time
-                                k = a + np.searchsorted(starts[a:b], t, side="right") - 1
-                            else:  # rows in time order: walk forward
-                                while k + 1 < b and starts[k + 1] <= t:
-                                    k += 1
-                            cur[r] = k
-                            last[r] = t
-                            if k >= a and t < ends[k]:
-                                found = k
-                                break
-                    if found >= 0:
-                        for j in range(n_keys):
-                            v = vals[j, found]
-                            out[j, i] = v
-                            valid[j, i] = 1
-                    else:
-                        for j in range(n_keys):
-                            out[j, i] = 0
-                            valid[j, i] = 0
-
-        _KERNEL = asof
-    return _KERNEL
-
-
-_KERNEL: Any = None
 
 
 def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.ndarray, snap: StoreSnapshot,
@@ -165,7 +109,9 @@ def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.nd
         return out
     codes = np.ascontiguousarray(codes, dtype=np.int32)
     ts = np.ascontiguousarray(ts, dtype=np.int64)
-    kernel = _kernel()
+    from contextualize import mes_kernel  # numba: compiled on first use, cached on disk
+
+    kernel = mes_kernel.asof_parallel if n >= 65536 else mes_kernel.asof_serial
     n_chunks = max(1, min(64, n // 65536))
     for g_keys, scopes, level_rank, _ in groups:
         first = snap.keys[g_keys[0]]
@@ -262,7 +208,7 @@ def attach_insight_context(
 
 
 def context_join(store: MesContextStore) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
-    """The ``context_join`` for :class:`contextualize.enrich.Contextualizer`: ``attach_context`` on ``store``."""
+    """The ``context_join`` of :class:`contextualize.enrich.Contextualizer`: attach_context on ``store``."""
 
     def join(batch: pa.RecordBatch) -> pa.RecordBatch:
         return attach_context(batch, store)

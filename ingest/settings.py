@@ -38,7 +38,7 @@ class OpcUaSourceSettings(Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     pki_dir: Path = Path("/var/lib/factory-edge/pki")  # own certificate, trusted/ and rejected/ servers
     request_timeout_s: float = Field(10.0, gt=0)
-    publish_requests: int = Field(2, ge=1, le=8)  # publish requests kept in flight per session
+    publish_requests: int = Field(0, ge=0, le=16)  # publish requests in flight; 0 = subscriptions + 1
     nodes: list[OpcUaNode] = []
 
 

@@ -1,5 +1,5 @@
-"""Helpers for the delivery fault-injection tests: a private PostgreSQL that a test may stop, a minimal MQTT
-source with manual acknowledgement, and a QoS 1 publisher of numbered sample messages.
+"""Helpers for the delivery fault-injection tests: a private PostgreSQL that a test may stop, and a QoS 1
+publisher of numbered sample messages for the MQTT source.
 
 Every message of the test stream carries ``n`` samples of one message number ``k``: ``ts = k * n + j``
 microseconds (so every sample has its own ts), ``tag = t{ts % 50}``, ``value = ts * 0.25``. What the
@@ -83,10 +83,6 @@ def message_samples(k: int, n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
     return ts, tags, ts.astype(np.float64) * 0.25
 
 
-def message_payload(k: int, n: int) -> bytes:
-    return orjson.dumps({"k": k, "n": n})
-
-
 def envelope_for_message(k: int, n: int, source: str = "mqtt-test") -> Envelope:
     ts, tags, values = message_samples(k, n)
     batch = samples_from_arrays(ts, tags, values, source=source)
@@ -123,75 +119,43 @@ def compare_rows(dsn: str, ks: list[int], n: int) -> None:
     assert tags == [f"t{t % 50}" for t in want_ts.tolist()]
 
 
-# -- a minimal MQTT source with manual acknowledgement ---------------------------------------------------
+# -- MQTT streams ----------------------------------------------------------------------------------------
 
 
-class MiniMqttSource:
-    """Subscribes QoS 1 with a persistent session and ``manual_ack``; one message becomes one envelope whose
-    ``batch_id`` comes from the message number, and whose ack sends the PUBACK.
+def mqtt_payload(k: int, n: int) -> bytes:
+    """Message ``k``: ``n`` samples in the JSON codec's ``samples`` list (ts in epoch microseconds)."""
+    ts, _, values = message_samples(k, n)
+    rows = [{"ts": int(t), "value": float(v)} for t, v in zip(ts, values, strict=True)]
+    return orjson.dumps({"samples": rows})
 
-    Stand-in for ``ingest.mqtt`` while that source is being written; a full queue blocks paho's network
-    thread, so the broker holds the rest (backpressure).
-    """
 
-    name = "mini-mqtt-source"
-    role = "source"
+def mqtt_topic(prefix: str, k: int) -> str:
+    return f"{prefix}/dev{k % 5}"
 
-    def __init__(self, url_port: int, topic: str, queue: asyncio.Queue[Envelope], *, client_id: str,
-                 on_batch: Callable[[int], None] | None = None) -> None:
-        self.port = url_port
-        self.topic = topic
-        self.queue = queue
-        self.client_id = client_id
-        self.on_batch = on_batch
-        self._stop = asyncio.Event()
-        self.received = 0
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5)
-        client.manual_ack_set(True)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-
-        def on_connect(c: paho.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
-            c.subscribe(self.topic, qos=1)
-
-        def on_message(c: paho.Client, u: Any, msg: paho.MQTTMessage) -> None:
-            doc = orjson.loads(msg.payload)
-            env = envelope_for_message(int(doc["k"]), int(doc["n"]))
-            mid, qos = msg.mid, msg.qos
-            env.acks.append(lambda: c.ack(mid, qos))
-            self.received += 1
-            fut = asyncio.run_coroutine_threadsafe(self.queue.put(env), loop)
-            while not self._stop.is_set():
-                try:
-                    fut.result(timeout=0.5)
-                    break
-                except TimeoutError:
-                    continue
-
-        client.on_connect = on_connect
-        client.on_message = on_message
-        client.reconnect_delay_set(0.2, 1)
-        client.connect_async("127.0.0.1", self.port, keepalive=10, clean_start=False, properties=props)
-        client.loop_start()
-        try:
-            await self._stop.wait()
-        finally:
-            client.disconnect()
-            client.loop_stop()
-
-    async def stop(self) -> None:
-        self._stop.set()
+def compare_mqtt_rows(dsn: str, ks: list[int], n: int, prefix: str) -> int:
+    """The historian holds every sample of messages ``ks`` with the tag its topic gave, row by row.
+    Returns the number of duplicated rows (the caller decides whether any are allowed)."""
+    ts, tags, values = historian_rows(dsn)
+    want_ts, want_values = expected_rows(ks, n)
+    missing = np.setdiff1d(want_ts, ts)
+    extra = np.setdiff1d(ts, want_ts)
+    assert len(missing) == 0, f"{len(missing)} of {len(want_ts)} rows lost, first ts {missing[:5]}"
+    assert len(extra) == 0, f"{len(extra)} unexpected rows"
+    uniq, first = np.unique(ts, return_index=True)
+    assert np.array_equal(uniq, want_ts)
+    assert np.array_equal(values[first], want_values)
+    per = (want_ts - message_samples(0, n)[0][0]) // n
+    assert [tags[i] for i in first.tolist()] == [mqtt_topic(prefix, int(k)) for k in per.tolist()]
+    return int(len(ts) - len(uniq))
 
 
 class NumberedPublisher:
     """Publishes messages ``k = 0, 1, ...`` (QoS 1, persistent session) at a steady rate in a thread.
     paho resends what the broker did not acknowledge after a reconnect."""
 
-    def __init__(self, port: int, topic: str, n: int, rate_per_s: float, client_id: str) -> None:
-        self.topic = topic
+    def __init__(self, port: int, prefix: str, n: int, rate_per_s: float, client_id: str) -> None:
+        self.prefix = prefix
         self.n = n
         self.rate = rate_per_s
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
@@ -201,6 +165,7 @@ class NumberedPublisher:
         self.acked: set[int] = set()
         self.sent = 0
         self._mids: dict[int, int] = {}
+        self._early: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.connected = threading.Event()
@@ -218,6 +183,8 @@ class NumberedPublisher:
                 k = self._mids.pop(mid, None)
                 if k is not None:
                     self.acked.add(k)
+                else:
+                    self._early.add(mid)
 
         self.client.on_connect = on_connect
         self.client.on_disconnect = on_disconnect
@@ -240,9 +207,13 @@ class NumberedPublisher:
             delay = t0 + k / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            with self._lock:
-                info = self.client.publish(self.topic, message_payload(k, self.n), qos=1)
-                self._mids[info.mid] = k
+            info = self.client.publish(mqtt_topic(self.prefix, k), mqtt_payload(k, self.n), qos=1)
+            with self._lock:  # not held across publish(): paho calls on_publish under its own locks
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                    self.acked.add(k)
+                else:
+                    self._mids[info.mid] = k
             self.sent = k + 1
 
     def wait_done(self, timeout: float) -> None:

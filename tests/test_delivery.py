@@ -5,7 +5,11 @@ historian holds, row by row, on a PostgreSQL of its own that it stops and starts
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,17 @@ from edge.metrics import Metrics
 from edge.settings import SpoolSettings
 from edge.sinks.historian_sink import HistorianSink
 from edge.spool import Spool
-from tests.delivery_helpers import PrivatePostgres, async_wait_until, compare_rows, envelope_for_message
+from tests.delivery_helpers import (
+    NumberedPublisher,
+    PrivatePostgres,
+    async_wait_until,
+    compare_mqtt_rows,
+    compare_rows,
+    count_samples,
+    envelope_for_message,
+    wait_until,
+)
+from tests.services import MosquittoProcess
 
 
 def make_writer(dsn: str, timeout_s: float = 5.0) -> HistorianWriter:
@@ -212,3 +226,82 @@ async def test_spool_full_drop_oldest_keeps_running(private_pg: PrivatePostgres,
 async def _produce_all(h: Harness, ks: range, n: int) -> None:
     for k in ks:
         await h.put(k, n)
+
+
+# -- MQTT source (QoS 1, manual ack) into the sink: broker restart and appliance SIGKILL -----------------
+
+
+@pytest.mark.slow
+async def test_mosquitto_restarted_mid_qos1_stream(private_pg: PrivatePostgres, tmp_path: Path,
+                                                   own_mosquitto: MosquittoProcess) -> None:
+    from tests.delivery_app import make_source
+
+    prefix = f"fe-test/{uuid.uuid4().hex[:8]}"
+    h = Harness(private_pg.dsn, tmp_path, queue=16).start()
+    source = make_source(own_mosquitto.url, f"{prefix}/#", f"src-{uuid.uuid4().hex[:6]}", h.inbox)
+    src_task = asyncio.create_task(source.run())
+    await async_wait_until(source.subscribed.is_set, 10, "the source to subscribe")
+    count, n = 3000, 100
+    pub = NumberedPublisher(own_mosquitto.port, prefix, n, 500, f"pub-{uuid.uuid4().hex[:6]}").start(count)
+    await async_wait_until(lambda: pub.sent >= count // 3, 20, "a third of the stream")
+    await asyncio.to_thread(own_mosquitto.stop)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(own_mosquitto.start)
+    await asyncio.to_thread(pub.wait_done, 60)
+    await asyncio.to_thread(wait_until, lambda: count_samples(private_pg.dsn) >= count * n, 60,
+                            "every sample in the historian")
+    await asyncio.sleep(0.5)
+    await source.stop()
+    await asyncio.wait_for(src_task, 10)
+    await h.settle(30)
+    await h.close()
+    pub.close()
+    dups = compare_mqtt_rows(private_pg.dsn, list(range(count)), n, prefix)
+    print(f"\n{count * n} samples in {count} QoS 1 messages; broker restarted; "
+          f"{int(source.counters['redelivered'])} messages redelivered; {dups} duplicated rows")
+    assert dups == 0
+
+
+@pytest.mark.slow
+async def test_appliance_sigkilled_mid_qos1_stream(private_pg: PrivatePostgres, tmp_path: Path,
+                                                   own_mosquitto: MosquittoProcess) -> None:
+    prefix = f"fe-test/{uuid.uuid4().hex[:8]}"
+    client_id = f"app-{uuid.uuid4().hex[:6]}"
+    args = [sys.executable, "-m", "tests.delivery_app", private_pg.dsn, own_mosquitto.url, f"{prefix}/#",
+            str(tmp_path / "spool"), client_id]
+    root = Path(__file__).resolve().parent.parent
+
+    def start_app() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"ready", line
+        return proc
+
+    app = await asyncio.to_thread(start_app)
+    count, n = 4000, 100
+    pub = NumberedPublisher(own_mosquitto.port, prefix, n, 500, f"pub-{uuid.uuid4().hex[:6]}").start(count)
+    kills = 0
+    try:
+        for frac in (0.3, 0.6):
+            await async_wait_until(lambda f=frac: pub.sent >= count * f, 30, "the stream to advance")
+            app.send_signal(signal.SIGKILL)
+            app.wait(10)
+            kills += 1
+            await asyncio.sleep(0.5)
+            app = await asyncio.to_thread(start_app)
+        await asyncio.to_thread(pub.wait_done, 60)
+        await asyncio.to_thread(wait_until, lambda: count_samples(private_pg.dsn) >= count * n, 60,
+                                "every sample in the historian")
+        await asyncio.sleep(1.0)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(15)
+        except subprocess.TimeoutExpired:
+            app.kill()
+        pub.close()
+    dups = compare_mqtt_rows(private_pg.dsn, list(range(count)), n, prefix)
+    print(f"\n{count * n} samples in {count} QoS 1 messages; appliance SIGKILLed {kills} times; "
+          f"{dups} duplicated rows")
+    assert dups == 0

@@ -199,3 +199,25 @@ async def test_no_database_shows_disconnected_and_stays_responsive() -> None:
         assert "DISCONNECTED" in str(screen.query_one(StatusBar).render())
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+def test_reader_writes_feedback_only_through_the_function(historian: Historian) -> None:
+    import psycopg
+
+    iid = historian.filled.insight_ids[0]
+    with psycopg.connect(historian.reader_dsn, autocommit=True) as conn:
+        for statement in (
+            "INSERT INTO operator_feedback (insight_id, who, action) VALUES ('x', 'mallory', 'ack')",
+            "INSERT INTO events (ts, kind, source, message) VALUES (now(), 'operator', 'tui', 'forged')",
+            "UPDATE operator_feedback SET who = 'mallory'",
+            "DELETE FROM insights",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("SELECT record_operator_feedback('no-such-insight', 'bob', 'ack', '')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("SELECT record_operator_feedback(%s, 'bob', 'delete_everything', '')", (iid,))
+        conn.execute("SELECT record_operator_feedback(%s, 'bob', 'false_alarm', 'dust')", (iid,))
+    assert feedback_rows(historian.admin_dsn) == [(iid, "bob", "false_alarm", "dust", "edge_reader")]
+    assert len(operator_events(historian.admin_dsn)) == 1

@@ -37,19 +37,6 @@ def with_user(dsn: str, user: str) -> str:
     return urlunparse(u._replace(netloc=netloc))
 
 
-def ensure_roles(conn: psycopg.Connection[Any]) -> None:
-    """edge_writer and edge_reader, LOGIN, if the historian core has not made them yet (cluster-wide)."""
-    for role in ("edge_writer", "edge_reader"):
-        conn.execute(
-            f"""DO $$ BEGIN
-                    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
-                        CREATE ROLE {role} LOGIN;
-                    END IF;
-                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-                END $$"""
-        )
-
-
 def prepare_historian(dsn: str) -> str:
     """Migrate the database at ``dsn`` (a superuser DSN); return the ``edge_reader`` DSN for the TUI."""
     from edge.historian.admin import init_historian

@@ -63,6 +63,7 @@ class EdgeTui(App[None]):
         poll_s: float = 2.0,
         mqtt_url: str | None = None,
         stats_file: Path | None = None,
+        metrics_url: str | None = None,
         theme: str = "dark",
         dsn_label: str = "",
     ) -> None:
@@ -73,6 +74,7 @@ class EdgeTui(App[None]):
         self.poll_s = poll_s
         self.mqtt_url = mqtt_url
         self.stats_file = stats_file
+        self.metrics_url = metrics_url
         self.dsn_label = dsn_label
         self.connected = False
         self.last_error: str | None = "connecting"

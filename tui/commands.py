@@ -3,7 +3,10 @@
 The demo state file (:func:`demo_state_path`) is JSON written by ``edge demo`` while it runs::
 
     {"dsn": "postgresql://edge_reader@/factory_edge?host=/run/...", "mqtt_url": "mqtt://127.0.0.1:1883",
-     "stats_file": "/path/stats.json"}          # stats_file optional (edge.metrics snapshot)
+     "metrics": "127.0.0.1:9464", "stats_file": "/path/stats.json"}
+
+``metrics`` (the ``edge.metrics`` HTTP endpoint, GET /stats) and ``stats_file`` (its JSON snapshot on disk)
+are optional; other keys (``pid``...) are ignored.
 
 ``dsn`` should name the ``edge_reader`` role; ``reader_dsn`` wins over it when both are present.
 """
@@ -39,6 +42,7 @@ class DemoState:
     dsn: str
     mqtt_url: str | None
     stats_file: Path | None
+    metrics: str | None = None
 
 
 def read_demo_state(path: Path | None = None) -> DemoState | None:
@@ -57,8 +61,10 @@ def read_demo_state(path: Path | None = None) -> DemoState | None:
         raise ValueError(f"{path}: the demo state has no 'dsn'")
     mqtt = doc.get("mqtt_url")
     stats = doc.get("stats_file")
+    metrics = doc.get("metrics")
     return DemoState(dsn, mqtt if isinstance(mqtt, str) else None,
-                     Path(stats) if isinstance(stats, str) else None)
+                     Path(stats) if isinstance(stats, str) else None,
+                     metrics if isinstance(metrics, str) else None)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,24 +81,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="refresh interval (default 2)")
     p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                    help="longest wait for one historian query before showing disconnected (default 3)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="the appliance's metrics endpoint (GET /stats), shown in the health view")
     p.add_argument("--stats", type=Path, default=None, metavar="FILE",
-                   help="metrics snapshot file written by the appliance (edge.metrics)")
+                   help="metrics snapshot file written by the appliance, if there is no endpoint")
     p.set_defaults(func=_run)
 
 
-def resolve(args: argparse.Namespace) -> tuple[str, str | None, Path | None]:
-    """(dsn, mqtt_url, stats_file) from the options, filled in from the demo state. ValueError if none."""
-    dsn, mqtt, stats = args.dsn, args.mqtt, args.stats
-    if dsn is None or mqtt is None or stats is None:
+@dataclass(frozen=True)
+class Targets:
+    dsn: str
+    mqtt_url: str | None
+    stats_file: Path | None
+    metrics: str | None
+
+
+def resolve(args: argparse.Namespace) -> Targets:
+    """What to connect to: the options, filled in from the demo state. ValueError if no DSN anywhere.
+
+    With --dsn, the demo state is read only when it names the same DSN (so a stray demo file never mixes
+    one historian with another box's broker)."""
+    dsn, mqtt, stats, metrics = args.dsn, args.mqtt, args.stats, args.metrics
+    try:
         state = read_demo_state()
-        if state is None and dsn is None:
-            raise ValueError(f"no --dsn given and no demo running (no {demo_state_path()}): "
-                             "start `edge demo` in another terminal, or pass --dsn")
-        if state is not None:
-            dsn = dsn or state.dsn
-            mqtt = mqtt or state.mqtt_url
-            stats = stats or state.stats_file
-    return dsn, mqtt, stats
+    except ValueError:
+        if dsn is None:
+            raise
+        state = None  # a broken demo file does not matter when told where to go
+    if dsn is None and state is None:
+        raise ValueError(f"no --dsn given and no demo running (no {demo_state_path()}): "
+                         "start `edge demo` in another terminal, or pass --dsn")
+    if state is not None and (dsn is None or dsn == state.dsn):
+        dsn = state.dsn
+        mqtt = mqtt or state.mqtt_url
+        stats = stats or state.stats_file
+        metrics = metrics or state.metrics
+    assert dsn is not None
+    return Targets(dsn, mqtt, stats, metrics)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -100,15 +125,16 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --poll and --timeout must be positive", file=sys.stderr)
         return EXIT_USAGE
     try:
-        dsn, mqtt, stats = resolve(args)
+        t = resolve(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from tui.app import EdgeTui
     from tui.data import HistorianSource
 
-    app = EdgeTui(HistorianSource(dsn, timeout_s=args.timeout), operator=args.user, poll_s=args.poll,
-                  mqtt_url=mqtt, stats_file=stats, theme=args.theme, dsn_label=_label(dsn))
+    app = EdgeTui(HistorianSource(t.dsn, timeout_s=args.timeout), operator=args.user, poll_s=args.poll,
+                  mqtt_url=t.mqtt_url, stats_file=t.stats_file, metrics_url=t.metrics, theme=args.theme,
+                  dsn_label=_label(t.dsn))
     app.run()
     return 0
 

@@ -110,6 +110,9 @@ class MqttSource:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set when the broker has granted this connection's subscriptions
         self._pending: deque[MQTTMessage] = deque()
+        self._batch_open = False
+        self._wake_at = 1000  # messages; adapted to the rows a message brings (batch_rows / rows a message)
+        self._rows_per_msg = 1.0
         self._wake_pending = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,8 +126,11 @@ class MqttSource:
 
     # -- paho thread -------------------------------------------------------------------------------------
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
-        self._pending.append(msg)
-        if not self._wake_pending:
+        dq = self._pending
+        dq.append(msg)
+        # wake the loop for the first message of a batch (to start its clock) or when a chunk is waiting;
+        # otherwise the loop sleeps until the batch is due: one wake-up per chunk, not per message
+        if not self._wake_pending and (not self._batch_open or len(dq) >= self._wake_at):
             self._wake_pending = True
             loop, wake = self._loop, self._wake
             if loop is not None and wake is not None:
@@ -240,32 +246,54 @@ class MqttSource:
             stopping = self._stop.is_set()
             msgs = self._drain()
             if msgs:
-                self._decode(cur, msgs)
+                cur.add_messages(msgs, self._generation)
+                self.counters["messages"] += len(msgs)
             while self._events_from_thread:
                 cur.add_event(self._events_from_thread.popleft())
-            if cur.rows() >= self.batch_rows or (cur.started and cur.age_ms() >= self.batch_ms) or (
-                    stopping and cur.started):
+            if len(cur.raw) >= self._wake_at:
+                self._decode(cur)
+            due = cur.started and (cur.age_ms() >= self.batch_ms or stopping)
+            if due or cur.rows() >= self.batch_rows:
+                self._decode(cur)
                 await self._flush(cur)
                 cur = _Batch(self.name)
+            self._batch_open = cur.started
             if stopping and not self._pending:
                 if cur.started:
+                    self._decode(cur)
                     await self._flush(cur)
                 return
             if not self._pending:
-                timeout = max(0.0, self.batch_ms / 1000 - cur.age_ms() / 1000) if cur.started else None
-                if timeout is None:
+                if not cur.started:
                     await wake.wait()
                 else:
+                    timeout = max(0.0, (self.batch_ms - cur.age_ms()) / 1000)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout)
 
-    def _decode(self, cur: _Batch, msgs: list[MQTTMessage]) -> None:
+    def _decode(self, cur: _Batch) -> None:
+        """Decode the messages gathered so far into the batch (a chunk at a time: fixed costs amortised)."""
+        msgs = cur.raw
+        if not msgs:
+            return
+        cur.raw = []
         recv_us = self._now_us()
-        raw: list[tuple[str, bytes]] = [(m.topic, m.payload) for m in msgs]  # type: ignore[misc]
-        cur.add(raw, [m.mid for m in msgs if m.qos > 0], self._generation)
-        self.counters["messages"] += len(msgs)
-        self.counters["redelivered"] += sum(1 for m in msgs if m.dup)
+        raw: list[tuple[str, bytes]] = []
+        redelivered = 0
+        for m in msgs:
+            try:
+                topic = m.topic
+            except UnicodeDecodeError:
+                topic = m._topic.decode("utf-8", "replace")
+            raw.append((topic, m.payload))  # type: ignore[arg-type]
+            redelivered += m.dup
+        cur.hash_messages(raw)
+        self.counters["redelivered"] += redelivered
+        before = cur.rows()
         self.codec.decode(raw, recv_us, cur.decoded)
+        rows = cur.rows() - before
+        self._rows_per_msg = 0.8 * self._rows_per_msg + 0.2 * max(1.0, rows / len(raw))
+        self._wake_at = int(min(5000, max(10, self.batch_rows / self._rows_per_msg)))
         client = self._client
         if cur.decoded.commands and client is not None:
             for cmd in cur.decoded.commands:
@@ -332,6 +360,7 @@ class _Batch:
     def __init__(self, source: str) -> None:
         self.decoded = Decoded(source)
         self.mids: list[int] = []
+        self.raw: list[MQTTMessage] = []  # gathered, not yet decoded
         self.generation = -1
         self.dropped_mids = 0
         self.started = False
@@ -339,7 +368,7 @@ class _Batch:
         self._hash = hashlib.blake2b(source.encode(), digest_size=16)
         self._ev_hash = hashlib.blake2b(source.encode(), digest_size=16)
 
-    def add(self, raw: list[tuple[str, bytes]], mids: list[int], generation: int) -> None:
+    def add_messages(self, msgs: list[MQTTMessage], generation: int) -> None:
         if not self.started:
             self.started = True
             self._t0 = time.monotonic()
@@ -348,9 +377,12 @@ class _Batch:
             self.dropped_mids += len(self.mids)
             self.mids = []
         self.generation = generation
-        self.mids.extend(mids)
+        self.mids.extend([m.mid for m in msgs if m.qos > 0])
+        self.raw.extend(msgs)
+
+    def hash_messages(self, raw: list[tuple[str, bytes]]) -> None:
         self._hash.update(b"\x1e".join(p for _, p in raw))
-        self._hash.update("\x1e".join(t for t, _ in raw).encode())
+        self._hash.update("\x1e".join(t for t, _ in raw).encode("utf-8", "replace"))
 
     def add_event(self, ev: CodecEvent) -> None:
         if not self.started:

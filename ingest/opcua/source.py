@@ -252,8 +252,12 @@ class OpcUaSource:
             chunk = s.max_nodes_per_subscription
             for start in range(0, len(items), chunk):
                 await self._subscribe(client, items[start:start + chunk], handles)
+            # asyncua keeps one publish request in flight; with several subscriptions (or a slow link)
+            # the server then holds notifications back. Extra publish loops keep more requests queued.
             session = client.uaclient.session
-            for _ in range(s.publish_requests - 1):
+            n_subs = -(-len(items) // chunk)
+            in_flight = s.publish_requests or min(16, n_subs + 1)
+            for _ in range(in_flight - 1):
                 extra_loops.append(asyncio.create_task(session._publish_loop()))
             self.connects += 1
             self.connected.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,30 @@ from tui.models import Health
 from tui.screens.base import EdgeScreen
 from tui.widgets.fmt import age, clock, num
 from tui.widgets.status import StatusBar
+
+
+async def fetch_metrics(listen: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """``GET /stats`` from the appliance's metrics endpoint (``edge.metrics.MetricsServer``), or None."""
+    host, _, port = listen.replace("http://", "").rstrip("/").rpartition(":")
+
+    async def get() -> bytes:
+        reader, writer = await asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port))
+        try:
+            writer.write(b"GET /stats HTTP/1.0\r\nHost: edge\r\n\r\n")
+            await writer.drain()
+            return await reader.read(4 * 1024 * 1024)
+        finally:
+            writer.close()
+
+    try:
+        raw = await asyncio.wait_for(get(), timeout)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/") or b" 200 " not in head.split(b"\r\n", 1)[0]:
+            return None
+        doc = json.loads(body)
+        return doc if isinstance(doc, dict) else None
+    except (OSError, TimeoutError, ValueError):
+        return None
 
 
 def read_metrics(path: Path | None) -> dict[str, Any] | None:
@@ -31,7 +57,7 @@ def read_metrics(path: Path | None) -> dict[str, Any] | None:
 def metrics_text(snapshot: dict[str, Any] | None) -> Text:
     text = Text("Metrics snapshot\n", style="bold")
     if snapshot is None:
-        text.append("none (no --stats file, or not written yet)", style="dim")
+        text.append("none (no --metrics endpoint or --stats file answers)", style="dim")
         return text
     counters = snapshot.get("counters") or {}
     for stage, values in sorted(counters.items()):
@@ -104,7 +130,12 @@ class HealthScreen(EdgeScreen):
         spool = Text("spool depth  ", style="bold")
         spool.append("-" if h.spool_depth is None else str(h.spool_depth))
         self.query_one("#spool", Static).update(spool)
-        self.query_one("#metrics", Static).update(metrics_text(read_metrics(self.edge.stats_file)))
+        snapshot = None
+        if self.edge.metrics_url is not None:
+            snapshot = await fetch_metrics(self.edge.metrics_url)
+        if snapshot is None:
+            snapshot = read_metrics(self.edge.stats_file)
+        self.query_one("#metrics", Static).update(metrics_text(snapshot))
         reasons = Text()
         for reason, n in h.dead_letter_reasons:
             reasons.append(f"{reason} ", style="bold")
