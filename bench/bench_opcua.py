@@ -1,11 +1,13 @@
 """OPC-UA ingest benchmark: the OpcUaSource into Arrow batches vs a bare asyncua client that only counts.
 
 One run starts the plant simulator (``edge simulate``, asyncua server) in its own process with
-TAGS = lines x machines x 4 at RATE Hz, then measures, one after the other against that same server:
+TAGS = lines x machines x 4 at RATE Hz, then measures, one after the other against that same server, each
+client in a process of its own:
 
 * ``bare``: asyncua's own subscription API (iterator mode, the cheaper of its two), counting notifications;
 * ``source``: :class:`ingest.opcua.source.OpcUaSource` building SAMPLES batches (emit counts rows, no sink);
-* ``bare`` again, so a drift of the shared machine shows up as a difference between the two bare phases.
+* interleaved over ``--rounds`` (bare, source, source, bare, ...), medians reported, since the machine is
+  shared and its load drifts.
 
 Each client runs in a process of its own; CPU is that process's user+system time. Lag is recv_ts - ts of
 the source's rows, median per second, compared between the first and the last third of the phase.
@@ -149,6 +151,72 @@ def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int) -
     return res
 
 
+def decode_cost(n: int = 1000, reps: int = 50) -> None:
+    """CPU per value of asyncua's PublishResponse decoding vs the source's own work on the decoded items."""
+    from datetime import UTC, datetime
+
+    from asyncua import ua
+    from asyncua.common.utils import Buffer
+    from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+
+    from edge.envelope import Envelope
+    from ingest.opcua.source import OpcUaSource
+    from ingest.settings import OpcUaSourceSettings
+
+    now: Any = datetime.now(UTC)
+    items = [ua.MonitoredItemNotification(ClientHandle=i + 1, Value=ua.DataValue(  # type: ignore[arg-type]
+        ua.Variant(float(i), ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+        for i in range(n)]
+    resp = ua.PublishResponse()
+    resp.Parameters.SubscriptionId = 1  # type: ignore[assignment]
+    resp.Parameters.NotificationMessage = ua.NotificationMessage(  # type: ignore[call-arg]
+        SequenceNumber=1, PublishTime=now, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
+    data = struct_to_binary(resp)
+    t = time.process_time()
+    for _ in range(reps):
+        decoded: Any = struct_from_binary(ua.PublishResponse, Buffer(data))
+    dec = (time.process_time() - t) / reps / n * 1e6
+
+    from ingest.opcua.fastdecode import decode_publish_response
+
+    t = time.process_time()
+    for _ in range(reps):
+        fast: Any = decode_publish_response(Buffer(data))
+    fast_dec = (time.process_time() - t) / reps / n * 1e6
+
+    async def emit(_: Envelope) -> None:
+        return None
+
+    cfg = OpcUaSourceSettings.model_validate({"name": "x", "endpoint": "opc.tcp://x:1", "nodes": [
+        {"tag": f"t{i}", "node": f"nsu=urn:x;s=t{i}"} for i in range(n)]})
+    src = OpcUaSource(cfg, emit)
+    handles = {i + 1: i for i in range(n)}
+    mi = decoded.Parameters.NotificationMessage.NotificationData[0].MonitoredItems
+    t = time.process_time()
+    for _ in range(reps):
+        src._take(mi, handles)
+    take = (time.process_time() - t) / reps / n * 1e6
+    rows = len(src._cols.ts)
+    t = time.process_time()
+    for _ in range(10):
+        src._samples_batch(src._cols)
+    build = (time.process_time() - t) / 10 / rows * 1e6
+    cols = fast.Parameters.NotificationMessage.NotificationData[0]
+    t = time.process_time()
+    for _ in range(reps):
+        src._take_columns(cols, handles)
+    take_cols = (time.process_time() - t) / reps / n * 1e6
+    print(json.dumps({"values_per_response": n, "asyncua_decode_us_per_value": round(dec, 3),
+                      "source_take_us_per_value": round(take, 3),
+                      "fast_decode_us_per_value": round(fast_dec, 3),
+                      "source_take_columns_us_per_value": round(take_cols, 3),
+                      "arrow_batch_us_per_value": round(build, 3)}))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=25)
@@ -160,11 +228,17 @@ def main() -> None:
     ap.add_argument("--publish-requests", type=int, default=0,
                     help="source: publish requests in flight (0: subscriptions + 1, the source's default)")
     ap.add_argument("--bare-publish-requests", type=int, default=0,
-                    help="bare client: 0 (default) gives it the same extra publish loops as the source; 1 is asyncua alone")
+                    help="bare client: 0 gives it the source's extra publish loops; 1 = asyncua alone")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved bare/source rounds (medians reported)")
     ap.add_argument("--port", type=int, default=48620)
+    ap.add_argument("--decode-cost", action="store_true",
+                    help="only measure CPU per value of decoding vs the source's own work (no server)")
     ap.add_argument("--child", choices=["bare", "source"], default=None)
     ap.add_argument("--endpoint", default=None)
     args = ap.parse_args()
+    if args.decode_cost:
+        decode_cost()
+        return
     if args.child:
         args.client = args.child
         child(args)
@@ -174,7 +248,8 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "--log-level", "warning", "simulate", "--lines", str(args.lines),
          "--machines", str(args.machines), "--rate-hz", str(args.rate_hz), "--opcua-port", str(args.port),
-         "--faults", "none"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+         "--faults", "none", "--layout", "plain"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
@@ -184,17 +259,29 @@ def main() -> None:
         s0, w0 = proc_cpu_s(server.pid), time.monotonic()
         time.sleep(3)
         idle_cpu = (proc_cpu_s(server.pid) - s0) / (time.monotonic() - w0)
-        results = {}
-        for name in ("bare", "source", "bare2"):
-            results[name] = phase("bare" if name == "bare2" else name, args, endpoint, server.pid)
-        bare = max(results["bare"]["values_per_s"], results["bare2"]["values_per_s"])
-        src = results["source"]
+        load_start = os.getloadavg()[0]
+        phases: dict[str, list[dict[str, Any]]] = {"bare": [], "source": []}
+        for r in range(args.rounds):  # interleaved: bare, source, bare, source, ...
+            for kind in ("bare", "source") if r % 2 == 0 else ("source", "bare"):
+                phases[kind].append(phase(kind, args, endpoint, server.pid))
+                print(f"round {r + 1} {kind}: {phases[kind][-1]['values_per_s']:.0f} values/s, "
+                      f"{phases[kind][-1]['cpu_s_per_10k_values']:.3f} CPU s per 10k values", file=sys.stderr)
+
+        def med(kind: str, key: str) -> float | None:
+            vals = [p[key] for p in phases[kind] if p.get(key) is not None]
+            return float(statistics.median(vals)) if vals else None
+
+        summary = {k: {key: med(k, key) for key in ("values_per_s", "cpu_cores", "cpu_s_per_10k_values",
+                                                   "server_cpu_cores", "lag_ms_first_third",
+                                                   "lag_ms_last_third")} for k in phases}
         report = {
             "tags": n_tags, "offered_values_per_s": n_tags * args.rate_hz, "nproc": os.cpu_count(),
-            "server_cpu_cores_no_client": idle_cpu, **{k: v for k, v in results.items()},
-            "ratio_source_to_bare": src["values_per_s"] / bare if bare else None,
-            "cpu_ratio_source_to_bare_per_value": (src["cpu_s_per_10k_values"]
-                                                   / results["bare"]["cpu_s_per_10k_values"]),
+            "loadavg_start_end": [load_start, os.getloadavg()[0]],
+            "server_cpu_cores_no_client": idle_cpu, "median": summary, "phases": phases,
+            "ratio_source_to_bare": _ratio(summary["source"]["values_per_s"],
+                                           summary["bare"]["values_per_s"]),
+            "cpu_per_value_source_to_bare": _ratio(summary["source"]["cpu_s_per_10k_values"],
+                                                   summary["bare"]["cpu_s_per_10k_values"]),
         }
         print(json.dumps(report, indent=2, default=lambda x: round(x, 4) if isinstance(x, float) else x))
     finally:

@@ -25,7 +25,15 @@ import psycopg
 
 from contextualize.mes_events import MesEvent, MesEventError, decode_event
 from contextualize.mes_relabel import HistorianColumns, RelabelReport, record_event, relabel
-from contextualize.mes_store import ContextChange, MesContextStore, load_into, log_event, persist
+from contextualize.mes_store import (
+    ContextChange,
+    MesContextStore,
+    ensure_history,
+    history_needed,
+    load_into,
+    log_event,
+    persist,
+)
 from contextualize.settings import MesSettings
 from edge.datamodel import EventKind
 from edge.mqtt import connect, make_client
@@ -64,10 +72,9 @@ def apply_event(
 
     If the transaction fails, the store no longer matches the historian: reload it (``load_into``)."""
     with conn.transaction():
-        late = bool(store.intervals(ev.scope, since=ev.ts_us + 1)) and any(
-            iv.valid_from > ev.ts_us for iv in store.intervals(ev.scope, since=ev.ts_us + 1)
-        )
+        ensure_history(conn, store, history_needed(conn, ev))
         changes = store.apply(ev)
+        late = any(c.end is not None for c in changes)  # it landed before context the store already had
         log_event(conn, ev, source)
         report = RelabelReport()
         if changes:
@@ -169,7 +176,12 @@ class MesIntake:
     async def _consume(self, conn: psycopg.Connection[Any], columns: HistorianColumns) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
-        client, address, props = make_client(self.broker, client_id=self.client_id, url=self.url)
+        # a stable client id (ours, or the broker section's + "-mes") gets a persistent session: a message not
+        # acknowledged before a crash or restart is delivered again
+        cid = self.client_id or (f"{self.broker.client_id}-mes" if self.broker.client_id else None)
+        persistent = cid is not None
+        client, address, props = make_client(self.broker, client_id=cid, url=self.url,
+                                             clean_start=not persistent)
         client.manual_ack_set(True)
 
         def on_connect(c: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
@@ -185,7 +197,7 @@ class MesIntake:
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
-        connect(client, address, props, keepalive=self.broker.keepalive_s)
+        connect(client, address, props, clean_start=not persistent, keepalive=self.broker.keepalive_s)
         client.loop_start()
         try:
             while not self._stop.is_set():

@@ -14,7 +14,7 @@ must end after the row. Keys whose intervals are identical (work order and batch
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -77,23 +77,34 @@ def _key_levels(ks: KeySnapshot, dictionary: Sequence[str | None]) -> tuple[list
 
 
 
+class Found(NamedTuple):
+    codes: np.ndarray  # int32 per row, 0 where null
+    bitmap: np.ndarray | None  # Arrow validity bitmap (uint8, LSB first); None: no nulls
+    null_count: int
+    values: list[str]
+
+
+def _all_null(n: int, values: list[str]) -> Found:
+    return Found(np.zeros(n, np.int32), np.zeros((n + 7) // 8, np.uint8), n, values)
+
+
 def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.ndarray, snap: StoreSnapshot,
-                  keys: Sequence[str] = JOIN_KEYS) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """Per key: int32 value codes per row (0 where null), uint8 validity per row (1 = a value), and the
-    value dictionary.
+                  keys: Sequence[str] = JOIN_KEYS) -> dict[str, Found]:
+    """Per key: int32 value codes per row (0 where null), the Arrow validity bitmap (None: no nulls), the
+    null count and the value dictionary.
 
     Keys whose intervals are the same (work order and batch usually are) are joined in one pass."""
     n = len(ts)
-    out: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    out: dict[str, Found] = {}
     groups: list[tuple[list[str], list[str], np.ndarray, list[str]]] = []  # keys, scopes, levels, ...
     for key in keys:
         ks = snap.keys.get(key)
         if ks is None or n == 0:
-            out[key] = (np.zeros(n, np.int32), np.zeros(n, np.uint8), [] if ks is None else ks.values)
+            out[key] = _all_null(n, [] if ks is None else ks.values)
             continue
         scopes, levels = _key_levels(ks, dictionary)
         if not levels:
-            out[key] = (np.zeros(n, np.int32), np.zeros(n, np.uint8), ks.values)
+            out[key] = _all_null(n, ks.values)
             continue
         for g in groups:
             other = snap.keys[g[0][0]]
@@ -121,21 +132,23 @@ def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.nd
         ends = np.concatenate([first.scopes[s][1] for s in scopes])
         vals = np.stack([np.concatenate([snap.keys[k].scopes[s][2] for s in scopes]) for k in g_keys])
         res = np.empty((len(g_keys), n), dtype=np.int32)
-        valid = np.empty((len(g_keys), n), dtype=np.uint8)
-        kernel(codes, ts, level_rank.astype(np.int32), offsets, starts, ends, vals, res, valid, n_chunks)
+        bitmap = np.empty((len(g_keys), (n + 7) // 8), dtype=np.uint8)
+        counts = np.zeros((n_chunks, len(g_keys)), dtype=np.int64)
+        kernel(codes, ts, level_rank.astype(np.int32), offsets, starts, ends, vals, res, bitmap, counts,
+               n_chunks)
+        found = counts.sum(axis=0)
         for j, k in enumerate(g_keys):
-            out[k] = (res[j], valid[j], snap.keys[k].values)
+            nulls = n - int(found[j])
+            out[k] = Found(res[j], bitmap[j] if nulls else None, nulls, snap.keys[k].values)
     return {k: out[k] for k in keys}
 
 
-def _dict_array(codes: np.ndarray, valid: np.ndarray, values: list[str]) -> pa.DictionaryArray:
-    n = len(codes)
-    n_valid = int(np.count_nonzero(valid))
-    bitmap = None if n_valid == n else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(np.ascontiguousarray(codes))],
-                                    null_count=n - n_valid)
+def _dict_array(f: Found) -> pa.DictionaryArray:
+    n = len(f.codes)
+    bitmap = None if f.bitmap is None else pa.py_buffer(f.bitmap)
+    indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(f.codes)], null_count=f.null_count)
     # codes come from the kernel and index ``values``: no bounds check needed
-    return pa.DictionaryArray.from_arrays(indices, pa.array(values, type=pa.string()), safe=False)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(f.values, type=pa.string()), safe=False)
 
 
 def context_columns(
@@ -151,7 +164,7 @@ def context_columns(
     codes, dictionary = _asset_codes(batch.column(asset_column))
     ts = _ts_us(batch.column(ts_column))
     found = context_codes(codes, dictionary, ts, snap, keys)
-    return {k: _dict_array(c, ok, v) for k, (c, ok, v) in found.items()}
+    return {k: _dict_array(f) for k, f in found.items()}
 
 
 def attach_context(

@@ -149,8 +149,7 @@ def _diff(
         return vals[i] if i >= 0 else before
 
     pending: list[Any] | None = None
-    for k, t in enumerate(points):
-        end = points[k + 1] if k + 1 < len(points) else None
+    for t in points:
         ov, nv = at(o_before, o_ts, o_vals, t), at(n_before, n_ts, n_vals, t)
         if ov == nv:
             if pending is not None:
@@ -162,7 +161,6 @@ def _diff(
         if pending is not None:
             changes.append(ContextChange(scope, key, pending[0], t, pending[1], pending[2], event_id))
         pending = [t, ov, nv]
-        del end
     if pending is not None:
         changes.append(ContextChange(scope, key, pending[0], None, pending[1], pending[2], event_id))
     return changes
@@ -191,6 +189,7 @@ class MesContextStore:
         self._event_keys: dict[str, set[tuple[str, str]]] = {}
         self._lock = threading.RLock()
         self._version = 0
+        self._horizon: int | None = None
         self._snapshot: StoreSnapshot | None = None
         # filled per mutation: (scope, key) -> (lo, old tail)
         self._touched: dict[tuple[str, str], tuple[int, tuple[str | None, list[int], list[str | None]]]] = {}
@@ -324,16 +323,38 @@ class MesContextStore:
             self._apply(ev)
             return self._commit(ev.event_id)
 
-    def load(self, intervals: Iterable[Interval]) -> None:
-        """Restore intervals (from the historian at start). Replaces whatever the store held."""
+    @property
+    def horizon(self) -> int | None:
+        """Closed intervals that ended before this time (us) may be missing (None: the store has them all)."""
+        return self._horizon
+
+    def load(self, intervals: Iterable[Interval], horizon: int | None = None) -> None:
+        """Restore intervals (from the historian at start). Replaces whatever the store held. ``horizon``:
+        closed intervals ending before it were left out."""
         with self._lock:
             self._tl.clear()
+            self._horizon = horizon
             for iv in sorted(intervals, key=lambda x: (x.scope, x.key, x.valid_from)):
                 tl = self._tl.setdefault((iv.scope, iv.key), _Timeline())
                 if iv.valid_to is not None:  # a following interval that starts there replaces this point
                     tl.set_point(iv.valid_to, None, iv.event_id)
                 tl.set_point(iv.valid_from, iv.value, iv.event_id)
                 self._event_keys.setdefault(iv.event_id, set()).add((iv.scope, iv.key))
+            self._version += 1
+
+    def add_history(self, intervals: Iterable[Interval], horizon: int | None) -> None:
+        """Merge older closed intervals (read back from the historian) in; the horizon moves back to
+        ``horizon``."""
+        with self._lock:
+            for iv in sorted(intervals, key=lambda x: (x.scope, x.key, x.valid_from)):
+                tl = self._tl_for(iv.scope, iv.key)
+                if iv.valid_to is not None:
+                    i = bisect_left(tl.ts, iv.valid_to)
+                    if not (i < len(tl.ts) and tl.ts[i] == iv.valid_to):
+                        tl.set_point(iv.valid_to, None, iv.event_id)
+                tl.set_point(iv.valid_from, iv.value, iv.event_id)
+                self._event_keys.setdefault(iv.event_id, set()).add((iv.scope, iv.key))
+            self._horizon = horizon
             self._version += 1
 
     def remember_event(self, event_id: str, content_hash: str) -> None:
@@ -438,21 +459,50 @@ def load_store(conn: Any, history_days: float = 30.0) -> MesContextStore:
 def load_into(conn: Any, store: MesContextStore, history_days: float = 30.0) -> int:
     """Replace what ``store`` holds with the intervals in ``mes_context`` (see :func:`load_store`); returns
     how many intervals were loaded."""
+    row = conn.execute("SELECT now() - make_interval(secs => %s)", (history_days * 86400.0,)).fetchone()
+    horizon = row[0]
     rows = conn.execute(
         "SELECT scope, key, value, valid_from, valid_to, coalesce(source_event, '') FROM mes_context "
-        "WHERE valid_to IS NULL OR valid_to >= now() - make_interval(secs => %s)",
-        (history_days * 86400.0,),
+        "WHERE valid_to IS NULL OR valid_to >= %s",
+        (horizon,),
     ).fetchall()
-    store.load(
-        Interval(r[0], r[1], r[2], dt_to_us(r[3]), None if r[4] is None else dt_to_us(r[4]), r[5])
-        for r in rows
-    )
+    store.load((_interval(r) for r in rows), horizon=dt_to_us(horizon))
     for eid, h in conn.execute(
         "SELECT event_id, content_hash FROM mes_event_log WHERE ts >= now() - make_interval(secs => %s)",
         (history_days * 86400.0,),
     ).fetchall():
         store.remember_event(eid, h)
     return len(rows)
+
+
+def _interval(r: Sequence[Any]) -> Interval:
+    return Interval(r[0], r[1], r[2], dt_to_us(r[3]), None if r[4] is None else dt_to_us(r[4]), r[5])
+
+
+def ensure_history(conn: Any, store: MesContextStore, since_us: int) -> int:
+    """Make sure the store holds every interval that ends at or after ``since_us`` (a late event older than
+    the history loaded at start), reading the missing ones from ``mes_context``. Returns how many."""
+    horizon = store.horizon
+    if horizon is None or since_us >= horizon:
+        return 0
+    rows = conn.execute(
+        "SELECT scope, key, value, valid_from, valid_to, coalesce(source_event, '') FROM mes_context "
+        "WHERE valid_to IS NOT NULL AND valid_to >= %s AND valid_to < %s",
+        (us_to_dt(since_us), us_to_dt(horizon)),
+    ).fetchall()
+    store.add_history((_interval(r) for r in rows), since_us)
+    return len(rows)
+
+
+def history_needed(conn: Any, ev: MesEvent) -> int:
+    """How far back an event reaches: its time, or for a correction the first start of its work order."""
+    if ev.type is not MesEventType.CORRECTION:
+        return ev.ts_us
+    row = conn.execute(
+        "SELECT min(valid_from) FROM mes_context WHERE scope = %s AND key = 'work_order' AND value = %s",
+        (ev.scope, ev.work_order),
+    ).fetchone()
+    return ev.ts_us if row is None or row[0] is None else min(ev.ts_us, dt_to_us(row[0]))
 
 
 def persist(conn: Any, store: MesContextStore, changes: Sequence[ContextChange]) -> int:

@@ -275,6 +275,7 @@ def iforest_onnx(forest: Any, n: int, mu: np.ndarray, sd: np.ndarray) -> bytes:
         forest,
         initial_types=[("features", FloatTensorType([None, n]))],
         target_opset={"": 17, "ai.onnx.ml": 3},
+        model_optim=False,  # the identity-removal pass is quadratic in nodes: minutes for 200 trees
     )
     g = model.graph
     g.node.extend(

@@ -161,6 +161,10 @@ def _register_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="write fault ground truth here (JSON lines)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", choices=["demo-site", "plain"], default="demo-site",
+                   help="demo-site (default): asset paths and published units as firmware-config's "
+                        "demo site models them (line 2 in degF/psi, some pressures in kPa); plain: "
+                        "canonical units, acme/plant1/area1/LINE/MACHINE")
     p.add_argument("--faults", default="auto",
                    help="'auto' (drawn from the seed), 'none', or KIND[:TARGET][@START[+DUR]],... with kinds "
                         "bearing_wear, overheating, stuck_sensor, spikes, dropout, server_restart")
@@ -205,8 +209,9 @@ def _simulate(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         print(f"error: --faults: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = PlantConfig(lines=args.lines, machines=args.machines, rate_hz=args.rate_hz, seed=args.seed,
-                         faults=tuple(faults))
+    kw = {"lines": args.lines, "machines": args.machines, "rate_hz": args.rate_hz, "seed": args.seed,
+          "faults": tuple(faults)}
+    config = PlantConfig.demo_site(**kw) if args.layout == "demo-site" else PlantConfig(**kw)  # type: ignore[arg-type]
     plant = Plant(config, labels_path=args.labels)
     ns = args.namespace_uri or SIM_NAMESPACE
 

@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.settings import Section, SecretRef, TlsSettings
+from edge.settings import SecretRef, Section, TlsSettings
 
 
 class OpcUaNode(Section):
-    """One subscribed node. ``node`` is ``nsu=URI;s=ID`` (or i=, g=, b=) or a browse path; never a bare ns index."""
+    """One subscribed node. ``node`` is ``nsu=URI;s=ID`` (or i=, g=, b=) or a browse path, never a bare
+    namespace index."""
 
     tag: str
     node: str
@@ -39,7 +40,8 @@ class OpcUaSourceSettings(Section):
     pki_dir: Path = Path("/var/lib/factory-edge/pki")  # own certificate, trusted/ and rejected/ servers
     request_timeout_s: float = Field(10.0, gt=0)
     publish_requests: int = Field(0, ge=0, le=16)  # publish requests in flight; 0 = subscriptions + 1
-    nodes: list[OpcUaNode] = []
+    fast_decode: bool = True  # decode data-change responses without asyncua's per-value objects
+    nodes: list[OpcUaNode] = Field(default_factory=list)
 
 
 class MqttSourceSettings(Section):
@@ -76,8 +78,8 @@ class MqttSourceSettings(Section):
 
 
 class SourcesSettings(Section):
-    opcua: list[OpcUaSourceSettings] = []
-    mqtt: list[MqttSourceSettings] = []
+    opcua: list[OpcUaSourceSettings] = Field(default_factory=list)
+    mqtt: list[MqttSourceSettings] = Field(default_factory=list)
 
 
 class QualitySettings(Section):

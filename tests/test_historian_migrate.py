@@ -213,3 +213,12 @@ def test_timescale_hypertables_policies_and_aggregates(timescale_conn: psycopg.C
     assert agg == [("a", 2, 2.0, 4.0, 3.0), ("b", 1, 8.0, 8.0, 8.0)]
     m1 = conn.execute("SELECT count(*) FROM samples_1m").fetchone()
     assert m1 is not None and m1[0] == 3
+
+
+def test_ledger_is_pruned_by_maintenance(historian: tuple[psycopg.Connection[Any], str]) -> None:
+    conn, flavor = historian
+    init_historian(conn, _settings(ledger_keep="2 days"), flavor=flavor)
+    conn.execute("INSERT INTO ingest_ledger (batch_id, kind, rows, committed_at) VALUES "
+                 "('old', 'samples', 1, now() - INTERVAL '3 days'), ('new', 'samples', 1, now())")
+    run_maintenance(conn, flavor)  # type: ignore[arg-type]
+    assert conn.execute("SELECT batch_id FROM ingest_ledger").fetchall() == [("new",)]

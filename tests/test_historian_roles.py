@@ -1,4 +1,4 @@
-"""Roles: edge_writer inserts and reads (and relabels MES context columns), nothing else; edge_reader reads."""
+"""Roles: edge_writer inserts, reads and relabels MES context columns, nothing more; edge_reader reads."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def test_writer_and_reader_grants(historian: tuple[psycopg.Connection[Any], str]
         assert _denied(w, "DROP TABLE events")
         assert _denied(w, "ALTER TABLE samples ADD COLUMN x int")
         assert _denied(w, "CREATE TABLE public.mine (x int)")
-        assert _denied(w, "INSERT INTO schema_migrations (version, name, flavor, checksum) VALUES (9999, 'x', 'x', 'x')")
+        assert _denied(w, "INSERT INTO schema_migrations (version, name, flavor, checksum) "
+                          "VALUES (9999, 'x', 'x', 'x')")
     with as_role(conn, flavor, dsn, READER_ROLE) as r:
         assert r.execute("SELECT count(*) FROM samples").fetchone() == (20,)
         r.execute("SELECT * FROM samples_1m LIMIT 1")

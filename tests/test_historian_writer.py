@@ -52,7 +52,8 @@ def _clear(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_probe_method_recognises_pglite() -> None:
-    assert probe_method("PostgreSQL 17.5 on aarch64-unknown-linux-gnu, compiled by emcc (Emscripten gcc)") == "insert"
+    pglite = "PostgreSQL 17.5 on aarch64-unknown-linux-gnu, compiled by emcc (Emscripten gcc/clang-like)"
+    assert probe_method(pglite) == "insert"
     assert probe_method("PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu") == "copy"
 
 
@@ -74,9 +75,9 @@ def test_samples_round_trip_row_by_row(historian: tuple[psycopg.Connection[Any],
         ctx = context_batch()
         assert w.write_sync(Envelope("samples", plain, f"plain-{method}"))
         assert w.write_sync(Envelope("samples", ctx, f"ctx-{method}"))
-        want = sorted(expected_rows(plain, SAMPLE_COLS) + expected_rows(ctx, SAMPLE_COLS), key=lambda r: repr(r))
+        want = sorted(expected_rows(plain, SAMPLE_COLS) + expected_rows(ctx, SAMPLE_COLS), key=repr)
         got = stored_rows(conn, "samples", SAMPLE_COLS)
-        got = sorted(got, key=lambda r: repr(r))
+        got = sorted(got, key=repr)
         assert len(got) == 2012
         assert same(got, want), method
         # NULLs stayed NULLs, empty strings stayed empty strings, context of plain samples is NULL
@@ -114,7 +115,8 @@ def test_other_kinds_round_trip(historian: tuple[psycopg.Connection[Any], str]) 
                             {"work_order": "WO-1", "batch": "B0"}, False, 0)
         assert extra[2][2] is None
 
-        rows = conn.execute("SELECT window_start, asset, n_samples, good_fraction, flags, features FROM features "
+        rows = conn.execute("SELECT window_start, asset, n_samples, good_fraction, flags, features "
+                            "FROM features "
                             "ORDER BY window_start").fetchall()
         assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
             (us(T0), "site/l1/m1", 100, 1.0, 0), (us(T0 + 10_000_000), "site/l1/m2", 90, 0.9, 4)]
@@ -135,7 +137,8 @@ def test_same_batch_twice_is_stored_once(historian: tuple[psycopg.Connection[Any
         assert HistorianWriter(SETTINGS, conn=conn, write_method=method).write_sync(  # type: ignore[arg-type]
             Envelope("samples", batch, bid)) is False
         assert conn.execute("SELECT count(*) FROM samples").fetchone() == (500,)
-        assert conn.execute("SELECT batch_id, kind, rows FROM ingest_ledger").fetchall() == [(bid, "samples", 500)]
+        ledger = conn.execute("SELECT batch_id, kind, rows FROM ingest_ledger").fetchall()
+        assert ledger == [(bid, "samples", 500)]
         assert w.batches_skipped == 1
         # insights re-emitted in another batch are not duplicated either
         assert w.write_sync(Envelope("insights", insights_batch(3), "i1"))
@@ -169,10 +172,10 @@ def test_batch_validation_errors() -> None:
 def test_copy_stream_matches_psycopg_encoding(pg_dsn: str) -> None:
     """The numpy-built COPY stream loads the same rows as psycopg's own row-by-row binary COPY."""
     batch = context_batch()
-    spec, columns = table_columns("samples", batch)
-    ddl = ("CREATE TABLE t (ts timestamptz, recv_ts timestamptz, tag text, value float8, quality int2, flags int4,"
-           " source text, asset text, measure text, unit text, work_order text, product text, batch text,"
-           " shift text)")
+    _, columns = table_columns("samples", batch)
+    ddl = ("CREATE TABLE t (ts timestamptz, recv_ts timestamptz, tag text, value float8, quality int2, "
+           "flags int4, source text, asset text, measure text, unit text, work_order text, product text, "
+           "batch text, shift text)")
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(ddl)
         conn.execute(ddl.replace("TABLE t", "TABLE u"))
@@ -183,7 +186,8 @@ def test_copy_stream_matches_psycopg_encoding(pg_dsn: str) -> None:
             copy.set_types(["timestamptz", "timestamptz", "text", "float8", "int2", "int4"] + ["text"] * 8)
             for r in rows:
                 copy.write_row(r)
-        assert conn.execute("SELECT count(*) FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM u) x").fetchone() == (0,)
+        diff = conn.execute("SELECT count(*) FROM (SELECT * FROM t EXCEPT ALL SELECT * FROM u) x").fetchone()
+        assert diff == (0,)
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (12,)
 
 
@@ -218,8 +222,8 @@ def test_copy_of_sliced_and_chunked_arrays(pg_dsn: str) -> None:
 
 def test_plain_string_and_non_dictionary_columns(pg_dsn: str) -> None:
     """Samples whose tag/source are plain strings (not dictionary) and a value column without NULLs."""
-    rows = [{"ts": T0 + i, "recv_ts": T0 + i, "tag": "t" * (i % 5), "value": float(i), "quality": 0, "flags": 0,
-             "source": "s"} for i in range(50)]
+    rows = [{"ts": T0 + i, "recv_ts": T0 + i, "tag": "t" * (i % 5), "value": float(i), "quality": 0,
+             "flags": 0, "source": "s"} for i in range(50)]
     schema = pa.schema([f if f.name not in ("tag", "source") else pa.field(f.name, pa.string())
                         for f in SAMPLES])
     batch = pa.RecordBatch.from_pylist(rows, schema=schema)
@@ -289,3 +293,22 @@ def test_contextualized_schema_is_accepted_with_all_context_null(pg_dsn: str) ->
         assert HistorianWriter(SETTINGS, conn=conn).write_sync(Envelope("samples", batch, "c"))
         assert stored_rows(conn, "samples", SAMPLE_COLS) == expected_rows(batch, SAMPLE_COLS)
         assert json.dumps(conn.execute("SELECT count(*) FROM samples").fetchone()) == "[1]"
+
+
+def test_sync_writer_reconnects_after_broken_connection(pg_dsn: str) -> None:
+    from edge.historian.admin import init_historian
+
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        init_historian(admin, SETTINGS)
+    w = HistorianWriter(SETTINGS, dsn=pg_dsn)
+    assert w.write_sync(Envelope("events", events_batch(), "s1"))
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(HistorianUnavailable):
+        w.write_sync(Envelope("samples", samples_batch(10), "s2"))
+    assert w.write_sync(Envelope("samples", samples_batch(10), "s2"))
+    assert w.write_sync(Envelope("samples", samples_batch(10), "s2")) is False
+    w.close_sync()
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        assert admin.execute("SELECT count(*) FROM samples").fetchone() == (10,)

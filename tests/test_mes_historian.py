@@ -179,3 +179,48 @@ def test_views_answer_batch_work_order_and_product_questions(pg_dsn: str) -> Non
     assert wo == [("WO-1", 1, 1), ("WO-2", 2, 2)]
     assert stats == [("P1", 10, 14.5), ("P2", 20, 29.5)]
     assert view == [("P1", 10), ("P2", 20)]
+
+
+def test_writer_role_can_apply_and_relabel(pg_dsn: str) -> None:
+    """At run time the intake is edge_writer, not a superuser: its grants cover store, relabel and audit."""
+    from edge.historian.admin import init_historian
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        init_historian(conn, flavor="postgres")
+    insert_samples(pg_dsn, [(EQ1, m) for m in range(0, 20)])
+    insert_insights(pg_dsn, [(EQ1, 15)])
+    store = MesContextStore()
+    with psycopg.connect(pg_dsn, user="edge_writer", autocommit=True) as conn:
+        apply_event(conn, store, event("work_order_started", 10, work_order="WO-1"), source="t")
+        apply_event(conn, store, event("work_order_started", 5, work_order="WO-0"), source="t")  # late
+        apply_event(conn, store, event("correction", 6, work_order="WO-0", batch="B"), source="t")
+        assert load_store(conn, history_days=100000).intervals() == store.intervals()
+    assert [r[2] for r in _rows(pg_dsn)] == [None] * 5 + ["WO-0"] * 5 + ["WO-1"] * 10
+    assert _insights(pg_dsn)[0][1:] == ("WO-1", None, True, 1)
+
+
+def test_late_event_older_than_the_history_loaded_at_start(pg_dsn: str) -> None:
+    """After a restart the store holds open intervals and recent history only; a late event from before
+    that reads the older intervals back first, so nothing stored is lost or mislabelled."""
+    migrate(pg_dsn)
+    insert_samples(pg_dsn, [(EQ1, m) for m in range(0, 40)])
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        store = MesContextStore()
+        for ev in [event("work_order_started", 0, work_order="WO-1", batch="B1"),
+                   event("work_order_completed", 20, work_order="WO-1"),
+                   event("work_order_started", 30, work_order="WO-2")]:
+            apply_event(conn, store, ev, source="t")
+        restored = load_store(conn, history_days=1)  # the test's plant time is months ago: open ones only
+        assert restored.horizon is not None
+        assert {iv.value for iv in restored.intervals(key="work_order")} == {"WO-2"}
+        res = apply_event(conn, restored, event("work_order_completed", 10, work_order="WO-1"), source="t")
+        assert res.report.samples == 20  # work order and batch of minutes 10-19
+        assert restored.horizon == dt_to_us(at(10))
+        full = load_store(conn, history_days=100000)
+        wo = [(iv.value, iv.valid_from, iv.valid_to) for iv in full.intervals(key="work_order")]
+        corr = apply_event(conn, restored, event("correction", 35, work_order="WO-1", batch="B9"), source="t")
+    assert wo == [("WO-1", dt_to_us(at(0)), dt_to_us(at(10))), ("WO-2", dt_to_us(at(30)), None)]
+    assert [(c["old"], c["new"]) for c in corr.report.changes] == [("B1", "B9")]
+    rows = _rows(pg_dsn)
+    assert [r[2] for r in rows] == ["WO-1"] * 10 + [None] * 20 + ["WO-2"] * 10
+    assert [r[4] for r in rows] == ["B9"] * 10 + [None] * 30

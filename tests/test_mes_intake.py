@@ -40,7 +40,7 @@ async def _until(cond: object, timeout: float = 15.0) -> None:
 
 
 def _intake(target: MqttTarget, dsn: str) -> MesIntake:
-    settings = MesSettings(topic=target.topic("mes", "#"), relabel_settle_s=0, history_days=3650)
+    settings = MesSettings(topic=target.topic("mes", "#"), relabel_settle_s=0)
     broker = BrokerSettings.model_validate({"url": target.url, "protocol": "3.1.1"})
     return MesIntake(settings, broker, dsn)
 
@@ -75,7 +75,7 @@ async def test_intake_applies_dead_letters_relabels_and_restores(mqtt: MqttTarge
             payload("work_order_started", 40, work_order="WO-2", product="P2"),
         ],
     )
-    await _until(lambda: intake.stats.received >= 6)
+    await _until(lambda: intake.stats.applied + intake.stats.dead_lettered >= 6)
     assert intake.stats.dead_lettered == 4
     assert intake.stats.applied == 2
     with psycopg.connect(pg_dsn) as conn:
@@ -101,4 +101,43 @@ async def test_intake_applies_dead_letters_relabels_and_restores(mqtt: MqttTarge
         audit = conn.execute("SELECT count(*) FROM events WHERE kind = 'audit'").fetchone()
     assert wo == [None] * 10 + ["WO-1"] * 20 + [None] * 10 + ["WO-2"] * 20
     assert audit is not None and audit[0] >= 1
+    await _stop(again, task)
+
+
+async def test_settle_pass_relabels_rows_committed_after_the_event(mqtt: MqttTarget, pg_dsn: str) -> None:
+    """A batch contextualized before the event arrived but committed after it is fixed by the second pass."""
+    migrate(pg_dsn)
+    settings = MesSettings(topic=mqtt.topic("mes", "#"), relabel_settle_s=0.3)
+    broker = BrokerSettings.model_validate({"url": mqtt.url, "protocol": "3.1.1"})
+    intake = MesIntake(settings, broker, pg_dsn)
+    task = await _run(intake)
+    _publish(mqtt, mqtt.topic("mes", "l2"), [payload("work_order_started", 10, work_order="WO-7")])
+    await _until(lambda: intake.stats.applied >= 1)
+    insert_samples(pg_dsn, [(EQ1, 12)])  # stored just after the event, without its work order
+    await _until(lambda: intake.stats.samples_relabelled >= 1)
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute("SELECT work_order FROM samples").fetchone()
+    assert row == ("WO-7",)
+    await _stop(intake, task)
+
+
+async def test_events_published_while_intake_is_down_arrive_after_restart(
+    mqtt: MqttTarget, pg_dsn: str
+) -> None:
+    """With a stable client id the broker keeps a persistent session: QoS 1 events sent while the intake was
+    away are delivered when it comes back (MQTT 5)."""
+    import uuid
+
+    migrate(pg_dsn)
+    settings = MesSettings(topic=mqtt.topic("mes", "#"), relabel_settle_s=0)
+    broker = BrokerSettings.model_validate({"url": mqtt.url, "protocol": "5"})
+    cid = f"fe-test-mes-{uuid.uuid4().hex[:8]}"
+    intake = MesIntake(settings, broker, pg_dsn, client_id=cid)
+    task = await _run(intake)
+    await _stop(intake, task)
+    _publish(mqtt, mqtt.topic("mes", "l2"), [payload("work_order_started", 10, work_order="WO-9")])
+    again = MesIntake(settings, broker, pg_dsn, client_id=cid)
+    task = await _run(again)
+    await _until(lambda: again.stats.applied >= 1)
+    assert again.store.context_at(EQ1, dt_to_us(at(11)))["work_order"] == "WO-9"
     await _stop(again, task)

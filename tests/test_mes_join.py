@@ -210,6 +210,7 @@ def test_feature_windows_and_insights_join_on_window_end() -> None:
 
 
 def test_large_batch_matches_reference_on_a_sample() -> None:
+    """Parallel chunks (n >= 65536, last chunk partial): codes and validity bitmaps stitched right."""
     rng = np.random.default_rng(7)
     store = MesContextStore()
     lines = [f"e/s/a/l{i}" for i in range(20)]
@@ -217,16 +218,29 @@ def test_large_batch_matches_reference_on_a_sample() -> None:
         store.set_value(lines[i % 20], "work_order", int(rng.integers(0, 10_000_000)), f"WO{i}", f"e{i}")
         if i % 7 == 0:
             store.set_value(lines[i % 20], "work_order", int(rng.integers(0, 10_000_000)), None, f"c{i}")
-    assets = [f"{lines[i % 20]}/c/eq{i % 3}" for i in range(50_000)]
-    ts = rng.integers(-1000, 10_001_000, size=50_000)
+    n = 200_003
+    assets = [f"{lines[i % 20]}/c/eq{i % 3}" if i % 101 else "elsewhere/x" for i in range(n)]
+    ts = np.sort(rng.integers(-1000, 10_001_000, size=n))
+    ts[n // 2 : n // 2 + 1000] = ts[n // 2 : n // 2 + 1000][::-1].copy()  # some rows back in time
     batch = pa.RecordBatch.from_pydict(
         {
             "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
             "asset": pa.array(assets).dictionary_encode(),
         }
     )
-    got = context_columns(batch, store, keys=["work_order"])["work_order"].to_pylist()
-    pick = rng.choice(50_000, 300, replace=False)
+    col = context_columns(batch, store, keys=["work_order"])["work_order"]
+    col.validate(full=True)
+    got = col.to_pylist()
+    assert col.null_count == sum(v is None for v in got)
+    pick = np.concatenate(
+        [
+            rng.choice(n, 600, replace=False),
+            np.arange(n - 20, n),
+            np.arange(66_660, 66_680),
+            np.arange(n // 2, n // 2 + 40),
+        ]
+    )
     ivs = store.intervals(key="work_order")
     want = reference(ivs, [assets[i] for i in pick], [int(ts[i]) for i in pick])["work_order"]
     assert [got[i] for i in pick] == want
+    assert 0 < col.null_count < n

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
+from edge.cli import build_parser
 from edge.metrics import Metrics, MetricsServer, read_state_file
+
+
+def main(argv: list[str]) -> int:
+    """``edge ARGV`` without edge.cli.main's logging set-up (which would keep pytest's captured stderr)."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 def test_counters_snapshot_and_prometheus_text() -> None:

@@ -162,3 +162,35 @@ def test_samples_generator_is_columnar_and_drops_withheld_values() -> None:
     assert len(ts) == len(tags) == len(values) == 23
     assert "line1.press1.current" not in set(tags.tolist())
     assert ts.dtype == np.int64 and values.dtype == np.float64
+
+
+def test_demo_site_layout_matches_firmware_config() -> None:
+    """The simulator publishes what firmware-config's demo box subscribes to, in its tag map's units."""
+    from edge.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "firmware-config", "demo-box").config
+    plant = Plant(PlantConfig.demo_site(), start_us=0)
+    mapped = cfg.assets.tags
+    assert set(mapped) == set(plant.tag_names)
+    prefix = f"{cfg.assets.enterprise}/{cfg.assets.site}/"
+    for tag in plant.tags:
+        m = mapped[tag.name]
+        assert prefix + m.asset == tag.asset, tag.name
+        assert m.measure == tag.measure, tag.name
+        assert (m.unit or tag.unit) == tag.unit, tag.name
+    [source] = [s for s in cfg.sources.opcua if s.name == "plant-sim"]
+    expected = {t: f"nsu=urn:factory-edge:sim;s={t}" for t in plant.tag_names}
+    assert {n.tag: n.node for n in source.nodes} == expected
+
+
+def test_published_units_are_converted() -> None:
+    plain = Plant(PlantConfig(seed=2), start_us=0)
+    demo = Plant(PlantConfig.demo_site(seed=2), start_us=0)
+    a, b = plain.step().values, demo.step().values
+    i = plain.tag_names.index("line2.press1.temperature")
+    assert demo.tags[i].unit == "degF" and b[i] == pytest.approx(a[i] * 9 / 5 + 32)
+    j = plain.tag_names.index("line2.press2.pressure")
+    assert demo.tags[j].unit == "psi" and b[j] == pytest.approx(a[j] * 14.503773773)
+    k = plain.tag_names.index("line1.press1.vibration")
+    assert b[k] == a[k]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,9 @@ async def test_overview_tree_and_find_then_open_equipment(historian: Historian) 
         assert tree.equipment["acme/plant1/area1/line2/press2"].good_fraction is not None
         assert tree.equipment["acme/plant1/area1/line2/press2"].good_fraction < 0.95  # type: ignore[operator]
         # arrow keys: the first lines are groups, the cursor moves down the tree
-        first = tree.cursor_line
+        await wait_until(pilot, lambda: tree.cursor_line == 0)  # the cursor starts on the first line
         await pilot.press("down", "down")
-        assert tree.cursor_line == first + 2
+        assert tree.cursor_line == 2
         # '/' finds an asset; enter jumps there and enter again opens it
         await pilot.press("slash")
         assert app.screen.query_one("#find", Input).has_focus
@@ -137,9 +138,13 @@ async def test_insight_filters(historian: Historian) -> None:
         total = len(screen.rows)
         await pilot.press("s", "s")  # warning and worse
         await wait_until(pilot, lambda: screen.filter.severity == "warning" and len(screen.rows) < total
-                         and all(r.severity in ("warning", "critical") for r in screen.rows))
+                         and all(r.severity in ("warning", "alarm") for r in screen.rows))
         assert screen.rows
-        await pilot.press("s", "s")  # back to all
+        await pilot.press("s")  # alarm only
+        await wait_until(pilot, lambda: screen.filter.severity == "alarm"
+                         and all(r.severity == "alarm" for r in screen.rows))
+        assert screen.rows
+        await pilot.press("s")  # back to all
         await wait_until(pilot, lambda: len(screen.rows) == total)
         await pilot.press("slash", *"line1/press2", "enter")
         await wait_until(pilot, lambda: len(screen.rows) == 10
@@ -166,7 +171,7 @@ async def test_models_health_and_help(historian: Historian, tmp_path: Path) -> N
         assert isinstance(models, ModelsScreen)
         first = models.rows[0]
         assert (first.asset.rsplit("/", 2)[-2:], first.model, first.runtime) == (
-            ["line1", "press1"], "iforest", "onnx-cpu")
+            ["line1", "press1"], "iforest", "onnxruntime CPU")
         assert models.rows[-1].over_threshold == 10
         await pilot.press("4")
         health = await loaded(pilot, HealthScreen)
@@ -176,7 +181,8 @@ async def test_models_health_and_help(historian: Historian, tmp_path: Path) -> N
         reasons = dict(health.data.dead_letter_reasons)
         assert reasons == {"bad_payload": 2, "out_of_range": 2, "unmapped_tag": 1}
         states = {c.name: c.state for c in health.data.connections}
-        assert states["mes:mqtt"] == "down" and states["opcua:sim"] == "up"
+        assert states["mes:mqtt"] == "down" and states["opcua:sim"] == "up" and states["mqtt:broker"] == "up"
+        assert states["historian (historian)"] == "up"
         assert "committed 4800" in str(health.query_one("#metrics").render())
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
@@ -221,3 +227,60 @@ def test_reader_writes_feedback_only_through_the_function(historian: Historian) 
         conn.execute("SELECT record_operator_feedback(%s, 'bob', 'false_alarm', 'dust')", (iid,))
     assert feedback_rows(historian.admin_dsn) == [(iid, "bob", "false_alarm", "dust", "edge_reader")]
     assert len(operator_events(historian.admin_dsn)) == 1
+
+
+async def test_health_reads_the_metrics_endpoint() -> None:
+    from edge.metrics import Metrics, MetricsServer
+    from tests.services import free_port
+    from tui.screens.health import fetch_metrics, metrics_text
+
+    metrics = Metrics()
+    metrics.inc("historian", "committed", 123)
+    metrics.inc("ingest.mqtt", "rejected", 2, reason="bad_payload")
+    listen = f"127.0.0.1:{free_port()}"
+    server = MetricsServer(metrics, listen=listen)
+    task = asyncio.ensure_future(server.run())
+    try:
+        snap = None
+        for _ in range(50):
+            snap = await fetch_metrics(listen)
+            if snap is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert snap is not None
+        text = str(metrics_text(snap))
+        assert "committed 123" in text and "rejected 2 (bad_payload 2)" in text
+    finally:
+        await server.stop()
+        await asyncio.wait_for(task, 5)
+    assert await fetch_metrics(listen) is None  # nothing there now: None, not an error
+
+
+async def test_uninitialised_historian_is_an_error_not_a_disconnect(pg_dsn: str) -> None:
+    from tests.tui_support import with_user
+
+    app = make_app(with_user(pg_dsn, "postgres"))  # an empty database: no tables at all
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await loaded(pilot, OverviewScreen)
+        assert app.connected
+        assert "historian connected" in str(screen.query_one(StatusBar).render())
+        await wait_until(pilot, lambda: any("samples" in str(n.message) for n in app._notifications))
+
+
+async def test_feedback_on_a_vanished_insight_is_refused(historian: Historian) -> None:
+    import psycopg
+
+    from tui.models import FeedbackAction
+
+    app = make_app(historian.reader_dsn)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")
+        screen = await loaded(pilot, InsightsScreen)
+        assert isinstance(screen, InsightsScreen)
+        row = screen.rows[0]
+        with psycopg.connect(historian.admin_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM insights WHERE insight_id = %s", (row.insight_id,))
+        app.give_feedback(row, FeedbackAction.ACK)
+        await wait_until(pilot, lambda: any("not saved" in str(n.message) for n in app._notifications))
+        assert app.feedback_saved == 0 and app.connected
+    assert feedback_rows(historian.admin_dsn) == []

@@ -52,7 +52,7 @@ class Tmux:
             self.run("send-keys", "-t", self.session, k)
             time.sleep(0.15)
 
-    def wait_for(self, cond: Callable[[str], bool], timeout: float = 20.0) -> str:
+    def wait_for(self, cond: Callable[[str], bool], timeout: float = 45.0) -> str:
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
@@ -86,10 +86,18 @@ def test_edge_tui_in_tmux_joins_the_demo(pg_dsn: str, mqtt: MqttTarget, tmux: Tm
     screen = tmux.wait_for(lambda s: "historian connected" in s and "press2" in s)
     assert "broker up" in screen
     assert "line2" in screen and "! warn" in screen
-    tmux.keys("/", "l", "i", "n", "e", "2", "/", "p", "r", "e", "s", "s", "1", "Enter", "Enter")
+    tmux.keys("/")
+    tmux.wait_for(lambda s: "find an asset" in s)
+    tmux.keys("l", "i", "n", "e", "2", "/", "p", "r", "e", "s", "s", "1")
+    tmux.wait_for(lambda s: "line2/press1" in s)
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "find an asset" not in s and "enter: open the equipment" in s)
+    tmux.keys("Enter")
     tmux.wait_for(lambda s: "MES context now" in s and "WO-2002" in s and "line2.press1.vibration" in s)
 
-    tmux.keys("Escape", "2")
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "MES context now" not in s)
+    tmux.keys("2")
     tmux.wait_for(lambda s: "filter" in s and "iforest 1.2.0" in s)
     tmux.keys("a")
     tmux.wait_for(lambda s: "ack saved" in s)

@@ -54,11 +54,10 @@ class Filled:
 
 
 def _severity(score: float, threshold: float) -> str:
-    if score >= threshold * 1.5:
-        return "critical"
-    if score >= threshold:
-        return "warning"
-    return "info" if score >= threshold * 0.8 else "ok"
+    """inference's levels: ok, warning, alarm."""
+    if score >= threshold * 1.4:
+        return "alarm"
+    return "warning" if score >= threshold else "ok"
 
 
 def fill_historian(dsn: str, now: datetime = FIXED_NOW, seconds: int = 300) -> Filled:
@@ -110,13 +109,18 @@ def fill_historian(dsn: str, now: datetime = FIXED_NOW, seconds: int = 300) -> F
     events = [
         (now - timedelta(seconds=250), "connection", "opcua:sim", None, "connected",
          json.dumps({"state": "up", "endpoint": "opc.tcp://127.0.0.1:4840"})),
-        (now - timedelta(seconds=240), "connection", "mqtt:broker", None, "connected",
-         json.dumps({"state": "up"})),
-        (now - timedelta(seconds=30), "connection", "mes:mqtt", None, "connection lost",
-         json.dumps({"state": "down", "error": "keepalive timeout"})),
-        (now - timedelta(seconds=20), "spool", "historian", None, "spool depth", json.dumps({"depth": 3})),
-        (now - timedelta(seconds=280), "runtime", "inference", None, "model loaded",
-         json.dumps({"model": MODEL, "version": MODEL_VERSION, "runtime": "onnx-cpu"})),
+        (now - timedelta(seconds=240), "connection", "mqtt:broker", None,
+         "MQTT connected (session present: False)", json.dumps({"session_present": False})),
+        (now - timedelta(seconds=30), "connection", "mes:mqtt", None, "MQTT disconnected: keepalive timeout",
+         json.dumps({"reason": "keepalive timeout"})),
+        (now - timedelta(seconds=20), "spool", "historian", None, "historian unavailable; spooling",
+         json.dumps({"error": "OperationalError: connection refused"})),
+        (now - timedelta(seconds=10), "spool", "historian", None,
+         "historian answers again; draining the spool",
+         json.dumps({"spool_rows": 3, "spool_bytes": 900})),
+        (now - timedelta(seconds=280), "runtime", "inference", None, "model deployed",
+         json.dumps({"model": MODEL, "version": MODEL_VERSION, "runtime": "onnxruntime",
+                     "providers_in_use": ["CPUExecutionProvider"]})),
     ]
     dead = [
         (now - timedelta(seconds=100 + i * 7), "mqtt", "line2.press2.temperature" if i % 2 else None,

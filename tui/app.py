@@ -80,6 +80,7 @@ class EdgeTui(App[None]):
         self.last_error: str | None = "connecting"
         self.updated: datetime | None = None
         self.broker_state = "unknown"
+        self._last_query_error: str | None = None
         self.feedback_saved = 0  # count of feedback rows written (tests wait on it)
         self.theme = THEMES.get(theme, theme)
 
@@ -100,11 +101,20 @@ class EdgeTui(App[None]):
     def note_ok(self) -> None:
         self.connected = True
         self.last_error = None
+        self._last_query_error = None
         self.updated = self.now()
 
     def note_down(self, error: str) -> None:
         self.connected = False
         self.last_error = error
+
+    def note_query_error(self, error: str) -> None:
+        """Connected, but the historian refused a read (schema not there yet, a permission): say it once."""
+        self.connected = True
+        self.last_error = None
+        if error != self._last_query_error:
+            self.notify(f"historian: {error}", severity="error", timeout=10)
+        self._last_query_error = error
 
     def render_status(self, bar: StatusBar) -> None:
         bar.show(connected=self.connected, error=self.last_error,

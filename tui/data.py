@@ -55,6 +55,10 @@ class Unavailable(Exception):
     """The historian cannot answer now (down, slow, refused); the UI shows it and tries again later."""
 
 
+class QueryFailed(Unavailable):
+    """The historian answered with an error (schema, permission, a refused write); the link itself is fine."""
+
+
 class DataSource(Protocol):
     """What the screens read. :class:`HistorianSource` is the real one."""
 
@@ -111,6 +115,40 @@ def _top_features_text(value: Any, limit: int = 3) -> str:
         for name, contrib in list(data.items())[:limit]:
             parts.append(f"{name} {contrib:.2f}" if isinstance(contrib, int | float) else str(name))
     return ", ".join(parts)
+
+
+def runtime_label(detail: Any) -> str | None:
+    """Short runtime text from a runtime's ``describe()``: "onnxruntime CPU", "triton (fallback)"."""
+    if not isinstance(detail, dict):
+        return None
+    runtime = detail.get("runtime") or detail.get("provider")
+    if not runtime:
+        return None
+    text = str(runtime)
+    providers = detail.get("providers_in_use")
+    if isinstance(providers, list) and providers:
+        text += " " + str(providers[0]).replace("ExecutionProvider", "")
+    if detail.get("using_fallback"):
+        text += " (fallback)"
+    return text
+
+
+_DOWN_WORDS = ("disconnect", "refused", "lost", "unavailable", "fail", "down", "error", "timeout",
+               "timed out")
+_UP_WORDS = ("connected", "answers again", "drained", "up", "online", "subscribed")
+
+
+def connection_state(message: str, detail: dict[str, Any]) -> str:
+    """"up", "down" or the message, from a connection or spool event (state in detail wins)."""
+    state = detail.get("state")
+    if isinstance(state, str) and state:
+        return state
+    low = message.lower()
+    if any(w in low for w in _DOWN_WORDS):
+        return "down"
+    if any(w in low for w in _UP_WORDS):
+        return "up"
+    return message[:20]
 
 
 _INSIGHT_COLUMNS = """i.insight_id, i.ts, i.asset::text, i.model::text, i.model_version::text,
@@ -247,8 +285,11 @@ class HistorianSource:
             return task.result()
         except (psycopg.Error, OSError) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
-                raise Unavailable(f"historian schema: {message}") from exc
+            link_ok = self._conn is not None and not self._conn.closed and what == "query"
+            if link_ok and isinstance(exc, psycopg.Error) and not isinstance(
+                exc, psycopg.OperationalError | psycopg.InterfaceError
+            ):
+                raise QueryFailed(message) from exc
             self._drop(message)
             raise Unavailable(message) from exc
 
@@ -441,7 +482,7 @@ class HistorianSource:
     ) -> dict[tuple[str, str | None], str]:
         """Runtime per model from ``runtime`` events (detail: {"model", "version"?, "runtime"/"provider"})."""
         cur = await conn.execute(
-            """SELECT DISTINCT ON (1, 2) d->>'model', d->>'version', coalesce(d->>'runtime', d->>'provider')
+            """SELECT DISTINCT ON (1, 2) d->>'model', d->>'version', d::text
                FROM (SELECT ts, CASE WHEN detail IS NULL OR left(btrim(detail::text), 1) <> '{'
                                      THEN NULL ELSE detail::jsonb END AS d
                      FROM events WHERE kind = 'runtime' AND ts <= %(now)s) e
@@ -449,7 +490,8 @@ class HistorianSource:
             {"now": now},
         )
         out: dict[tuple[str, str | None], str] = {}
-        for model, version, runtime in await cur.fetchall():
+        for model, version, detail in await cur.fetchall():
+            runtime = runtime_label(_as_json(detail))
             if runtime:
                 out[(model, version)] = runtime
                 out.setdefault((model, None), runtime)
@@ -477,22 +519,27 @@ class HistorianSource:
                 lag = (now - last).total_seconds() if last is not None else None
                 stages.append(StageRate(stage, n / RATE_WINDOW.total_seconds(), lag))
             cur = await conn.execute(
-                """SELECT DISTINCT ON (source) source::text, ts, message, detail::text FROM events
+                """SELECT DISTINCT ON (kind, source) kind::text, source::text, ts, message, detail::text
+                   FROM events
                    WHERE kind IN ('connection', 'spool') AND ts <= %(now)s AND ts > %(day)s
-                   ORDER BY source, ts DESC""",
+                   ORDER BY kind, source, ts DESC""",
                 {"now": now, "day": now - timedelta(days=1)},
             )
             connections: list[ConnectionState] = []
             spool: int | None = None
-            for source, ts, message, detail in await cur.fetchall():
+            for kind, source, ts, message, detail in await cur.fetchall():
                 d = _as_json(detail) if detail else None
                 d = d if isinstance(d, dict) else {}
-                if "depth" in d and isinstance(d["depth"], int | float):
-                    spool = int(d["depth"]) if spool is None else spool + int(d["depth"])
-                    if "state" not in d:
-                        continue
-                state = str(d.get("state") or message)
-                connections.append(ConnectionState(source, state, ts, message if d.get("state") else ""))
+                if kind == "spool":
+                    depth = d.get("depth", d.get("spool_rows"))
+                    if "drained" in message.lower():
+                        depth = 0
+                    if isinstance(depth, int | float):
+                        spool = int(depth) if spool is None else spool + int(depth)
+                    if "depth" in d and "state" not in d:
+                        continue  # a plain depth report says nothing about the connection
+                name = source if kind == "connection" else f"{source} (historian)"
+                connections.append(ConnectionState(name, connection_state(message, d), ts, message))
             cur = await conn.execute(
                 """SELECT reason::text, count(*) FROM dead_letters WHERE ts <= %(now)s AND ts > %(day)s
                    GROUP BY 1 ORDER BY 2 DESC, 1""",

@@ -31,7 +31,8 @@ SEVERITY_RANK: dict[str, int] = {
     "alarm": 3,
     "critical": 4,
 }
-SEVERITY_FILTERS: tuple[str | None, ...] = (None, "info", "warning", "critical")
+# What the severity filter steps through ("this or worse"); inference's levels are ok, warning, alarm.
+SEVERITY_FILTERS: tuple[str | None, ...] = (None, "info", "warning", "alarm")
 
 
 def severity_rank(severity: str | None) -> int:

@@ -6,6 +6,7 @@ Everything here runs as a superuser (or the database owner) at install time; the
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,20 +146,13 @@ def apply_grants(conn: Conn) -> list[str]:
             done.append(f"{WRITER_ROLE}: UPDATE ({', '.join(cols)}) on {name}")
         conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(w))
         done.append(f"{READER_ROLE}: SELECT on all tables and views in public")
-        for fn in ("fe_ensure_partitions(integer)", "fe_refresh_aggregates()", "fe_maintain()"):
+        for fn in ("fe_ensure_partitions(integer)", "fe_refresh_aggregates()", "fe_maintain()",
+                   "fe_prune_ledger(interval)"):
             exists = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (fn,)).fetchone()
             if exists and exists[0]:
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(fn), w))
                 done.append(f"{WRITER_ROLE}: EXECUTE {fn}")
     return done
-
-
-def _timescale_jobs(conn: Conn, proc: str, table: str) -> list[int]:
-    rows = conn.execute(
-        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s AND hypertable_name = %s",
-        (proc, table),
-    ).fetchall()
-    return [int(r[0]) for r in rows]
 
 
 def apply_policies(conn: Conn, flavor: Flavor, settings: HistorianSettings) -> list[str]:
@@ -174,6 +168,7 @@ def apply_policies(conn: Conn, flavor: Flavor, settings: HistorianSettings) -> l
         set_meta(conn, "retention", settings.retention)
         set_meta(conn, "compress_after", settings.compress_after)
         set_meta(conn, "chunk_interval", settings.chunk_interval)
+        set_meta(conn, "ledger_keep", settings.ledger_keep)
         if flavor == "timescaledb":
             conn.execute(sql.SQL("SELECT set_chunk_time_interval('samples', {}::interval)").format(
                 lit(settings.chunk_interval)))
@@ -200,11 +195,18 @@ def apply_policies(conn: Conn, flavor: Flavor, settings: HistorianSettings) -> l
                     "end_offset => {}::interval, schedule_interval => {}::interval)"
                 ).format(lit(view), lit(start), lit(end), lit(every)))
                 done.append(f"refresh {view} every {every} (window {start} .. {end} ago)")
+            for (job,) in conn.execute("SELECT job_id FROM timescaledb_information.jobs "
+                                       "WHERE proc_name = 'fe_prune_ledger_job'").fetchall():
+                conn.execute("SELECT delete_job(%s)", (job,))
+            conn.execute("SELECT add_job('fe_prune_ledger_job', INTERVAL '1 hour', config => %s::jsonb)",
+                         (json.dumps({"keep": settings.ledger_keep}),))
+            done.append(f"prune ledger entries older than {settings.ledger_keep} every hour")
         else:
             row = conn.execute("SELECT fe_ensure_partitions(%s)", (settings.partitions_ahead,)).fetchone()
             new = row[0] if row else 0
             done.append(f"daily partitions {settings.partitions_ahead} days ahead ({new} new)")
-            done.append(f"retention {settings.retention} and aggregate refresh via fe_maintain()")
+            done.append(f"retention {settings.retention}, ledger pruning after {settings.ledger_keep} and "
+                        "aggregate refresh via fe_maintain()")
     return done
 
 

@@ -29,6 +29,7 @@ Conn = psycopg.Connection[Any]
 Flavor = Literal["timescaledb", "postgres"]
 FLAVORS: tuple[Flavor, ...] = ("timescaledb", "postgres")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x6665_0001  # pg_advisory_lock key held while migrating
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,15 @@ def migrate(
     ``conn`` should be a superuser (or database owner) connection in autocommit mode.
     """
     migrations = discover(directory)
+    # one migrator at a time per database (init from the CLI and the demo may race)
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        return _migrate(conn, flavor, migrations)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _migrate(conn: Conn, flavor: str, migrations: list[Migration]) -> MigrationResult:
     chosen = detect_flavor(conn, flavor)
     with conn.transaction():
         conn.execute(_BOOTSTRAP)

@@ -201,7 +201,7 @@ class Slot:
         if self._constant is None:
             if self.kind == "dict":
                 assert self.table_len is not None and self.indices is not None
-                used = np.unique(self.indices)
+                used = np.bincount(self.indices, minlength=len(self.table_len)) > 0
                 self._constant = bool((self.table_len[used] == self.width).all())
             elif self.kind == "plain":
                 assert self.lengths is not None

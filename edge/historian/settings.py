@@ -20,3 +20,4 @@ class HistorianSettings(Section):
     retention: str = "90 days"
     partitions_ahead: int = Field(7, ge=1, description="plain PostgreSQL: daily partitions created ahead")
     write_timeout_s: float = Field(10.0, gt=0)
+    ledger_keep: str = Field("7 days", description="how long the ingest ledger recognises a replayed batch")

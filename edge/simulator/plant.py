@@ -13,6 +13,7 @@ Faults (``faults.Fault``) change the signals; their ground truth goes to a JSON-
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from collections.abc import Iterator
@@ -34,6 +35,23 @@ MEASURES: tuple[tuple[str, str], ...] = (
     ("pressure", "bar"),
 )
 N_MEASURES = len(MEASURES)
+# published unit -> (scale, offset) from the canonical unit of its measure
+UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("degC", "degF"): (9.0 / 5.0, 32.0),
+    ("bar", "kPa"): (100.0, 0.0),
+    ("bar", "psi"): (14.503773773, 0.0),
+    ("bar", "MPa"): (0.1, 0.0),
+    ("mm/s", "in/s"): (1 / 25.4, 0.0),
+}
+# The demo site as firmware-config/assets/demo-site.toml models it (tests/test_simulator.py keeps the two in
+# step): area "packaging", one cell per press, line 2 a US-made line publishing degF and psi, and three
+# pressure transmitters in kPa. Patterns are fnmatch patterns on tag names.
+DEMO_SITE_UNITS: tuple[tuple[str, str], ...] = (
+    ("line2.*.temperature", "degF"),
+    ("line1.press3.pressure", "kPa"),
+    ("line2.press2.pressure", "psi"),
+    ("line2.press3.pressure", "kPa"),
+)
 # scale of a spike per measure (about 10 sigma of the signal's normal variation)
 SPIKE_SCALE = np.array([12.0, 25.0, 40.0, 120.0])
 NOISE = np.array([0.08, 0.15, 0.4, 1.0])
@@ -56,15 +74,29 @@ def machine_names(lines: int, machines: int, kind: str = "press") -> list[str]:
     return [f"line{i}.{kind}{j}" for i in range(1, lines + 1) for j in range(1, machines + 1)]
 
 
+def published_unit(tag: str, canonical: str, units: tuple[tuple[str, str], ...]) -> str:
+    for pattern, unit in units:
+        if fnmatch.fnmatchcase(tag, pattern) and (canonical, unit) in UNIT_CONVERSIONS:
+            return unit
+    return canonical
+
+
 def plant_tags(lines: int = 2, machines: int = 3, *, enterprise: str = "acme", site: str = "plant1",
-               area: str = "area1", kind: str = "press") -> list[SimTag]:
-    """Every tag of the plant, machine by machine, measures in :data:`MEASURES` order."""
+               area: str = "area1", kind: str = "press", cells: bool = False,
+               units: tuple[tuple[str, str], ...] = ()) -> list[SimTag]:
+    """Every tag of the plant, machine by machine, measures in :data:`MEASURES` order.
+
+    ``asset`` is enterprise/site/area/line[/cellN]/equipment; ``unit`` is the unit the tag is published in
+    (the measure's canonical unit unless a ``units`` pattern names another)."""
     tags: list[SimTag] = []
     for machine in machine_names(lines, machines, kind):
         line, equipment = machine.split(".")
-        asset = f"{enterprise}/{site}/{area}/{line}/{equipment}"
-        for measure, unit in MEASURES:
-            tags.append(SimTag(f"{machine}.{measure}", asset, line, machine, measure, unit, len(tags)))
+        cell = f"cell{equipment[len(kind):]}/" if cells else ""
+        asset = f"{enterprise}/{site}/{area}/{line}/{cell}{equipment}"
+        for measure, canonical in MEASURES:
+            name = f"{machine}.{measure}"
+            unit = published_unit(name, canonical, units)
+            tags.append(SimTag(name, asset, line, machine, measure, unit, len(tags)))
     return tags
 
 
@@ -78,7 +110,15 @@ class PlantConfig:
     site: str = "plant1"
     area: str = "area1"
     kind: str = "press"
+    cells: bool = False  # a cell level per machine in the asset path (line1/cell2/press2)
+    units: tuple[tuple[str, str], ...] = ()  # (tag pattern, published unit); default canonical units
     faults: tuple[Fault, ...] = ()
+
+    @classmethod
+    def demo_site(cls, **overrides: object) -> PlantConfig:
+        """The plant as firmware-config's demo site models it (area, cells, published units)."""
+        base: dict[str, object] = {"area": "packaging", "cells": True, "units": DEMO_SITE_UNITS}
+        return cls(**{**base, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -107,7 +147,12 @@ class Plant:
         if self.start_us is None:
             self.start_us = int(time.time() * 1e6)
         self.tags = plant_tags(c.lines, c.machines, enterprise=c.enterprise, site=c.site, area=c.area,
-                               kind=c.kind)
+                               kind=c.kind, cells=c.cells, units=c.units)
+        canon = dict(MEASURES)
+        conv = [UNIT_CONVERSIONS.get((canon[t.measure], t.unit), (1.0, 0.0)) for t in self.tags]
+        self._scale = np.array([s for s, _ in conv])
+        self._offset = np.array([o for _, o in conv])
+        self._convert = any(s != 1.0 or o != 0.0 for s, o in conv)
         self.tag_names = [t.name for t in self.tags]
         self.machines = machine_names(c.lines, c.machines, c.kind)
         self.dt_s = 1.0 / c.rate_hz
@@ -183,6 +228,8 @@ class Plant:
             elif f.kind == "dropout":
                 valid[ti] = False
                 values[ti] = np.nan
+        if self._convert:
+            values = values * self._scale + self._offset
         self._k += 1
         assert self.start_us is not None
         return Tick(k, t, self.start_us + round(t * 1e6), values, valid)

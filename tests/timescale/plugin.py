@@ -97,6 +97,9 @@ def reset_public(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Drop everything in ``public`` that is not part of an extension. (Dropping the schema would drop the
     timescaledb extension, which cannot be created again in the same session, and there is one session.)"""
     not_ext = "NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+    if _has_timescaledb(conn):  # user-defined jobs (policies go with their tables)
+        conn.execute("SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000 "
+                     "AND hypertable_name IS NULL")
     for (view,) in conn.execute(
         "SELECT view_name FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'public'"
     ).fetchall() if _has_timescaledb(conn) else []:
@@ -111,7 +114,7 @@ def reset_public(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         "SELECT c.oid::regprocedure::text FROM pg_proc c JOIN pg_namespace n ON n.oid = c.pronamespace "
         f"WHERE n.nspname = 'public' AND {not_ext}"
     ).fetchall():
-        conn.execute(f"DROP FUNCTION IF EXISTS {sig} CASCADE")
+        conn.execute(f"DROP ROUTINE IF EXISTS {sig} CASCADE")
 
 
 def _has_timescaledb(conn: psycopg.Connection[tuple[object, ...]]) -> bool:

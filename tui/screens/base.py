@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
 
-from tui.data import Unavailable
+from tui.data import QueryFailed, Unavailable
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class EdgeScreen(Screen[None]):
         try:
             await self.load()
             self.edge.note_ok()
+        except QueryFailed as exc:
+            self.edge.note_query_error(str(exc))
         except Unavailable as exc:
             self.edge.note_down(str(exc))
         finally:

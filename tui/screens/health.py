@@ -101,7 +101,7 @@ class HealthScreen(EdgeScreen):
         super().on_mount()
         self.sub_title = "Health"
         self.query_one("#stages", DataTable).add_columns("stage", "rows/s", "lag")
-        self.query_one("#connections", DataTable).add_columns("connection", "state", "since")
+        self.query_one("#connections", DataTable).add_columns("connection", "state", "since", "last message")
         letters = self.query_one("#dead-letters", DataTable)
         letters.add_columns("time UTC", "source", "reason", "tag", "detail")
 
@@ -118,15 +118,15 @@ class HealthScreen(EdgeScreen):
             stages.add_row(s.stage, num(s.per_s, 1), lag)
         conns = self.query_one("#connections", DataTable)
         conns.clear()
-        conns.add_row("historian", Text("up", style="green3"), "now")
+        conns.add_row("historian (tui)", Text("up", style="green3"), "now", "")
         if self.edge.mqtt_url is not None:
             up = self.edge.broker_state == "up"
-            conns.add_row("mqtt broker",
-                          Text(self.edge.broker_state, style="green3" if up else "bold red3"), "")
+            conns.add_row("mqtt broker (tui)",
+                          Text(self.edge.broker_state, style="green3" if up else "bold red3"), "", "")
         for c in h.connections:
             good = c.state.lower() in ("up", "connected", "ok", "online")
             conns.add_row(c.name, Text(c.state, style="green3" if good else "bold red3"),
-                          f"{age(now, c.since)} ago")
+                          f"{age(now, c.since)} ago", c.detail[:50])
         spool = Text("spool depth  ", style="bold")
         spool.append("-" if h.spool_depth is None else str(h.spool_depth))
         self.query_one("#spool", Static).update(spool)

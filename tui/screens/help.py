@@ -30,7 +30,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("↑ ↓", "select an insight (newest first)"),
         ("a", "acknowledge it"),
         ("t / f", "label it a true fault / a false alarm, with a comment"),
-        ("s", "severity filter: all, info+, warning+, critical"),
+        ("s", "severity filter: all, info+, warning+, alarm+"),
         ("/ · m", "filter by asset · by model (empty clears)"),
     )),
 )

@@ -23,8 +23,11 @@ _BLOCKS = "▁▂▃▄▅▆▇█"
 
 def severity_text(severity: str | None) -> Text:
     label, style = _SEVERITY_STYLE[max(-1, min(4, severity_rank(severity)))]
-    if severity is not None and severity_rank(severity) == 2 and severity.lower() not in ("warning", "warn"):
+    rank = severity_rank(severity)
+    if severity is not None and rank == 2 and severity.lower() not in ("warning", "warn"):
         label = f"! {severity[:4]}"
+    elif severity is not None and rank == 3:
+        label = f"▲ {severity[:5]}"
     return Text(label, style=style)
 
 
