@@ -308,13 +308,6 @@ def iforest_onnx(forest: Any, n: int, mu: np.ndarray, sd: np.ndarray) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _run_onnx(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from inference.runtimes.onnx_runtime import OnnxRuntime
-
-    rt = OnnxRuntime(onnx_bytes, providers=["CPUExecutionProvider"], intra_op_threads=1)
-    return rt.infer(x)["score"].astype(np.float64)
-
-
 @dataclass
 class TrainResult:
     kind: str
@@ -334,6 +327,7 @@ def fit(
     holdout: float = 0.2,
     var: float = 0.95,
     seed: int = 0,
+    n_trees: int = 100,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Fit one model kind on ``ts``; the threshold is the ``quantile`` of the training scores."""
@@ -375,15 +369,21 @@ def fit(
     else:
         from sklearn.ensemble import IsolationForest
 
-        say("iforest: fitting 200 trees")
-        forest = IsolationForest(n_estimators=200, random_state=seed).fit(x_train.astype(np.float32))
+        say(f"iforest: fitting {n_trees} trees")
+        forest = IsolationForest(n_estimators=n_trees, random_state=seed).fit(x_train.astype(np.float32))
+        say("iforest: converting to ONNX (skl2onnx)")
         onnx_bytes = iforest_onnx(forest, n_feat, mu, sd)
-        train_scores = _run_onnx(onnx_bytes, x_train)
-        threshold = float(np.quantile(train_scores, quantile))
-        thresholds = {"score": threshold}
+        threshold = float("nan")  # set from the ONNX scores below
+        thresholds = {}
     say(f"{kind}: scoring the training and held-out windows through onnxruntime")
-    s_train = _run_onnx(onnx_bytes, x_train)
-    s_hold = _run_onnx(onnx_bytes, x_hold) if len(x_hold) else np.zeros(0)
+    from inference.runtimes.onnx_runtime import OnnxRuntime
+
+    rt = OnnxRuntime(onnx_bytes, providers=["CPUExecutionProvider"], intra_op_threads=1)
+    s_train = rt.infer(x_train)["score"].astype(np.float64)
+    s_hold = rt.infer(x_hold)["score"].astype(np.float64) if len(x_hold) else np.zeros(0)
+    if kind == "iforest":
+        threshold = float(np.quantile(s_train, quantile))
+        thresholds = {"score": threshold}
     metrics = {
         "train_windows": len(x_train),
         "holdout_windows": len(x_hold),

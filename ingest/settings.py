@@ -64,17 +64,17 @@ class MqttSourceSettings(Section):
     client_id: str | None = None  # default "fe-<name>"; stable, so a persistent session survives restarts
     protocol: Literal["5", "3.1.1"] | None = None  # default: the [broker] section
     clean_start: bool = False  # False + session expiry: a persistent session (QoS 1 kept while away)
-    session_expiry_s: int | None = Field(None, ge=0)  # default: the [broker] section
-    receive_maximum: int = Field(10_000, ge=1, le=65_535)  # QoS 1 messages in flight (unacknowledged)
-    batch_rows: int | None = Field(None, ge=1)  # default: the [pipeline] section
-    batch_ms: int | None = Field(None, ge=1)
+    session_expiry_s: int | None = Field(default=None, ge=0)  # default: the [broker] section
+    receive_maximum: int = Field(default=10_000, ge=1, le=65_535)  # QoS 1 in flight, unacknowledged
+    batch_rows: int | None = Field(default=None, ge=1)  # default: the [pipeline] section
+    batch_ms: int | None = Field(default=None, ge=1)
     topic_pattern: str | None = None  # "plant/{line}/{machine}/{measure}": names for tag_from_topic
     tag_path: str | None = None  # per-sample tag name inside the payload ({name} in tag_from_topic)
     ts_format: Literal["auto", "iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"] = "auto"
     sparkplug_host_id: str | None = None  # publish spBv1.0/STATE/<id> (retained, QoS 1, with a will)
     sparkplug_tag_template: str = "{group}/{node}/{device}/{metric}"
     sparkplug_node_tag_template: str = "{group}/{node}/{metric}"
-    sparkplug_rebirth_interval_s: float = Field(5.0, ge=0)
+    sparkplug_rebirth_interval_s: float = Field(default=5.0, ge=0)
 
 
 class SourcesSettings(Section):

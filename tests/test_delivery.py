@@ -65,7 +65,7 @@ class Harness:
         self.writer = make_writer(dsn)
         self.sink = HistorianSink(self.inbox, self.writer, self.spool, metrics=self.metrics,
                                   write_timeout_s=5, retry_interval_s=0.3,
-                                  on_event=lambda k, m, d: self.events.append((k, m, d)))
+                                  on_event=lambda k, m, d: self.events.append((k, m, d)), write_events=True)
         self.acked: list[int] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -130,6 +130,42 @@ async def test_short_outage_spools_then_drains_in_order(private_pg: PrivatePostg
     with psycopg.connect(private_pg.dsn) as conn:  # the sink's own events reached the historian
         msgs = [r[0] for r in conn.execute("SELECT message FROM events WHERE kind = 'spool' ORDER BY ts")]
     assert "historian unavailable; spooling" in msgs and "spool drained" in msgs
+
+
+async def test_spool_of_an_earlier_run_is_replayed_on_start(private_pg: PrivatePostgres,
+                                                          tmp_path: Path) -> None:
+    # an earlier run spooled batches 0-9 (historian away) and died; batch 3 had reached the historian already
+    spool = Spool(SpoolSettings(dir=tmp_path / "spool"), metrics=Metrics()).open()
+    for k in range(10):
+        spool.append(envelope_for_message(k, 300))
+    spool.close()
+    writer = make_writer(private_pg.dsn)
+    assert await writer.write(envelope_for_message(3, 300)) is True
+    await writer.close()
+    h = Harness(private_pg.dsn, tmp_path).start()
+    for k in range(10, 15):
+        await h.put(k, 300)
+    await h.settle(30)
+    await h.close()
+    compare_rows(private_pg.dsn, list(range(15)), 300)
+    assert h.metrics.get("historian", "replayed") == 9 * 300
+    assert h.metrics.get("historian", "duplicate") == 300  # the ledger skipped batch 3
+
+
+async def test_a_batch_the_historian_refuses_is_counted_and_acknowledged(private_pg: PrivatePostgres,
+                                                                        tmp_path: Path) -> None:
+    h = Harness(private_pg.dsn, tmp_path).start()
+    bad = Envelope("features", envelope_for_message(0, 10).batch, "bad-1")  # not a features batch
+    bad.acks.append(lambda: h.acked.append(-1))
+    await h.inbox.put(bad)
+    await h.put(1, 100)
+    await h.settle(30)
+    await h.close()
+    assert h.acked == [-1, 1]
+    assert h.metrics.get("historian", "rejected", "write_error") == 10
+    assert h.messages("historian rejected a batch")
+    assert h.spool.empty()  # never spooled: retrying it cannot succeed
+    compare_rows(private_pg.dsn, [1], 100)
 
 
 @pytest.mark.slow

@@ -25,8 +25,14 @@ def reference_stats(x: np.ndarray, dt: float) -> dict[str, float]:
     mean = float(np.mean(v))
     std = float(np.std(v))
     rms = float(np.sqrt(np.mean(v * v)))
-    out = {"mean": mean, "std": std, "rms": rms, "min": float(v.min()), "max": float(v.max()),
-           "ptp": float(np.ptp(v))}
+    out = {
+        "mean": mean,
+        "std": std,
+        "rms": rms,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "ptp": float(np.ptp(v)),
+    }
     out["skew"] = float(scipy.stats.skew(v, bias=False)) if n >= 3 and std > 0 else 0.0
     out["kurt"] = float(scipy.stats.kurtosis(v, fisher=True, bias=False)) if n >= 4 and std > 0 else 0.0
     out["crest"] = float(np.max(np.abs(v)) / rms) if rms > 0 else 0.0
@@ -43,7 +49,8 @@ def close(a: float, b: float, scale: float, rel: float = REL) -> bool:
 
 # physical readings: |v| in [1e-30, 1e6] or exactly 0 (underflowing 4th powers are not sensor data)
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False).map(
-    lambda v: v if abs(v) >= 1e-30 else 0.0)
+    lambda v: v if abs(v) >= 1e-30 else 0.0
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,7 +105,7 @@ def reference_spectral(x: np.ndarray, fs: float, n_bands: int) -> np.ndarray:
     n = len(v)
     p = np.abs(np.fft.rfft(v)) ** 2 / n
     k = np.arange(1, n // 2 + 1)
-    pk = p[1: n // 2 + 1]
+    pk = p[1 : n // 2 + 1]
     f = k * fs / n
     bands = np.minimum((k - 1) * n_bands // (n // 2), n_bands - 1)
     out = np.zeros(n_bands + 2)

@@ -23,9 +23,16 @@ T0 = 1_700_000_000_000_000 - (1_700_000_000_000_000 % 60_000_000)  # aligned to 
 US = 1_000_000
 
 
-def ctx_batch(ts_us: Sequence[int], tags: Sequence[str], values: Sequence[float], asset: str | Sequence[str],
-              *, quality: Sequence[int] | None = None, flags: Sequence[int] | None = None,
-              work_order: Sequence[str | None] | None = None) -> pa.RecordBatch:
+def ctx_batch(
+    ts_us: Sequence[int],
+    tags: Sequence[str],
+    values: Sequence[float],
+    asset: str | Sequence[str],
+    *,
+    quality: Sequence[int] | None = None,
+    flags: Sequence[int] | None = None,
+    work_order: Sequence[str | None] | None = None,
+) -> pa.RecordBatch:
     n = len(ts_us)
     assets = [asset] * n if isinstance(asset, str) else list(asset)
 
@@ -34,16 +41,36 @@ def ctx_batch(ts_us: Sequence[int], tags: Sequence[str], values: Sequence[float]
 
     null = pa.nulls(n, DICT_STR)
     ts = pa.array(np.asarray(ts_us, dtype=np.int64), type=pa.int64()).cast(TS)
-    return pa.RecordBatch.from_arrays([
-        ts, ts, d(tags), pa.array(np.asarray(values, dtype=np.float64)),
-        pa.array(np.zeros(n, np.int16) if quality is None else np.asarray(quality, np.int16)),
-        pa.array(np.zeros(n, np.int32) if flags is None else np.asarray(flags, np.int32)),
-        d(["src"] * n), d(assets), null, null, d(work_order) if work_order else null, null, null, null,
-    ], schema=CONTEXTUALIZED_SAMPLES)
+    return pa.RecordBatch.from_arrays(
+        [
+            ts,
+            ts,
+            d(tags),
+            pa.array(np.asarray(values, dtype=np.float64)),
+            pa.array(np.zeros(n, np.int16) if quality is None else np.asarray(quality, np.int16)),
+            pa.array(np.zeros(n, np.int32) if flags is None else np.asarray(flags, np.int32)),
+            d(["src"] * n),
+            d(assets),
+            null,
+            null,
+            d(work_order) if work_order else null,
+            null,
+            null,
+            null,
+        ],
+        schema=CONTEXTUALIZED_SAMPLES,
+    )
 
 
-def regular(seconds: int, tags: Sequence[str] = ("a", "b"), hz: float = 1.0, start: int = T0,
-            asset: str = "site/line1/pump1", value: float | None = None, **kw: object) -> pa.RecordBatch:
+def regular(
+    seconds: int,
+    tags: Sequence[str] = ("a", "b"),
+    hz: float = 1.0,
+    start: int = T0,
+    asset: str = "site/line1/pump1",
+    value: float | None = None,
+    **kw: object,
+) -> pa.RecordBatch:
     n = int(seconds * hz)
     ts = np.repeat(start + (np.arange(n) * US / hz).astype(np.int64), len(tags))
     tg = list(tags) * n
@@ -101,7 +128,7 @@ def test_bad_quality_samples_are_not_used_and_flagged() -> None:
     q = [int(Quality.BAD) if i in (3, 4, 5) else 0 for i in range(n)]
     vals = [1e9 if i in (3, 4, 5) else 1.0 for i in range(n)]
     w = Windower(WindowSpec(window_s=10, hop_s=10, max_hold_s=0, allowed_lateness_s=0, min_good_fraction=0.8))
-    w.add(ctx_batch(ts + [T0 + 10 * US], ["a"] * (n + 1), [*vals, 1.0], "eq", quality=[*q, 0]))
+    w.add(ctx_batch([*ts, T0 + 10 * US], ["a"] * (n + 1), [*vals, 1.0], "eq", quality=[*q, 0]))
     win = w.ready()[0]
     assert np.nanmax(win.grid) == 1.0  # the bad values never reach the grid
     assert win.flags & WINDOW_BAD_SAMPLES

@@ -4,6 +4,7 @@ and the inference stage end to end on an asyncio queue."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge.datamodel import INSIGHTS, EVENTS, features_schema
+from edge.datamodel import EVENTS, INSIGHTS, features_schema
 from edge.envelope import Envelope
 from inference.insight_json import insight_payloads, insight_topic, load_schema
 from inference.insights import SeverityTracker, build_insights, insight_id
@@ -32,23 +33,38 @@ def test_hysteresis_needs_a_run_to_raise_and_to_clear() -> None:
     assert run(t, [0.1, 1.5, 0.1, 1.5, 0.1]) == ["ok"] * 5  # single spikes never raise
     t = SeverityTracker(warning_ratio=0.8, clear_ratio=0.9, hysteresis_windows=2)
     assert run(t, [1.5, 1.5, 0.95, 1.2, 0.95, 0.5, 0.5, 0.5]) == [
-        "ok", "alarm", "alarm", "alarm", "alarm", "alarm", "ok", "ok"]
+        "ok",
+        "alarm",
+        "alarm",
+        "alarm",
+        "alarm",
+        "alarm",
+        "ok",
+        "ok",
+    ]
 
 
 def test_no_flapping_around_the_threshold() -> None:
     t = SeverityTracker(hysteresis_windows=2)
     rng = np.random.default_rng(0)
-    scores = [1.5, 1.5] + list(1.0 + rng.uniform(-0.05, 0.05, 200))  # wobbling at the threshold
+    scores = [1.5, 1.5, *(1.0 + rng.uniform(-0.05, 0.05, 200))]  # wobbling at the threshold
     sev = run(t, scores)
-    changes = sum(1 for a, b in zip(sev, sev[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(sev) if a != b)
     assert changes == 1 and sev[-1] == "alarm"
 
 
 def test_warning_level() -> None:
     t = SeverityTracker(warning_ratio=0.8, hysteresis_windows=2)
     assert run(t, [0.85, 0.85, 0.85, 1.2, 1.2, 0.85, 0.85]) == [
-        "ok", "warning", "warning", "warning", "alarm", "alarm", "alarm"]  # 0.85 >= 0.9*0.8 keeps warning
-    assert run(t, [0.1, 0.1]) == ["alarm", "ok"]
+        "ok",
+        "warning",
+        "warning",
+        "warning",
+        "alarm",
+        "alarm",
+        "warning",
+    ]  # alarm clears to warning
+    assert run(t, [0.1, 0.1]) == ["warning", "ok"]
 
 
 def test_gated_windows_never_raise() -> None:
@@ -61,18 +77,37 @@ def test_gated_windows_never_raise() -> None:
 def test_insight_id_is_deterministic() -> None:
     a = insight_id("m", "1", "eq", 10, 20)
     assert a == insight_id("m", "1", "eq", 10, 20)
-    assert len({a, insight_id("m", "2", "eq", 10, 20), insight_id("m", "1", "eq2", 10, 20),
-                insight_id("m", "1", "eq", 10, 21)}) == 4
+    assert (
+        len(
+            {
+                a,
+                insight_id("m", "2", "eq", 10, 20),
+                insight_id("m", "1", "eq2", 10, 20),
+                insight_id("m", "1", "eq", 10, 21),
+            }
+        )
+        == 4
+    )
 
 
 def _insights(n: int = 3) -> object:
     return build_insights(
-        model="pump-pca", version="3", sha256="ab" * 32, threshold=1.0, feature_names=["a__mean", "b__rms"],
-        assets=["site/area/line1/pump1"] * n, window_start_us=[T0 + i * 10 * US for i in range(n)],
-        window_end_us=[T0 + (i + 1) * 10 * US for i in range(n)], scores=np.array([0.2, 3.0, float("nan")][:n]),
-        contributions=np.array([[0.1, 0.05], [0.5, 2.5], [0, 0]][:n]), flags=[0, 0, 1 << 16][:n],
-        gated=[False, False, True][:n], contexts=[{"work_order": "WO-7", "product": None}] * n,
-        tracker=SeverityTracker(hysteresis_windows=1), k=2)
+        model="pump-pca",
+        version="3",
+        sha256="ab" * 32,
+        threshold=1.0,
+        feature_names=["a__mean", "b__rms"],
+        assets=["site/area/line1/pump1"] * n,
+        window_start_us=[T0 + i * 10 * US for i in range(n)],
+        window_end_us=[T0 + (i + 1) * 10 * US for i in range(n)],
+        scores=np.array([0.2, 3.0, float("nan")][:n]),
+        contributions=np.array([[0.1, 0.05], [0.5, 2.5], [0, 0]][:n]),
+        flags=[0, 0, 1 << 16][:n],
+        gated=[False, False, True][:n],
+        contexts=[{"work_order": "WO-7", "product": None}] * n,
+        tracker=SeverityTracker(hysteresis_windows=1),
+        k=2,
+    )
 
 
 def test_build_insights_rows() -> None:
@@ -116,17 +151,35 @@ def _registry_with_model(tmp_path: Path) -> InferenceSettings:
     from inference.train import features_from_samples
     from inference.windows import WindowSpec
 
-    settings = InferenceSettings.model_validate({
-        "window_s": 10, "hop_s": 10, "allowed_lateness_s": 0, "models_dir": str(tmp_path / "models"),
-        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"], "hysteresis_windows": 1,
-        "idle_close_s": 3600})
+    settings = InferenceSettings.model_validate(
+        {
+            "window_s": 10,
+            "hop_s": 10,
+            "allowed_lateness_s": 0,
+            "models_dir": str(tmp_path / "models"),
+            "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "hysteresis_windows": 1,
+            "idle_close_s": 3600,
+        }
+    )
     ts = features_from_samples([regular(3000)], WindowSpec.from_settings(settings))
     r = fit("pca", TrainingSet(ts.feature_names, ts.x, ts.window_start_us), quantile=0.999)
     reg = Registry(settings.models_dir)
-    reg.add({"name": "pump-pca", "kind": "pca", "features": ts.feature_names, "input": "features",
-             "outputs": {"score": "score", "contributions": "contributions"}, "threshold": r.threshold,
-             "training": {}, "metrics": r.metrics, "window": {"window_s": 10, "grid_hz": 1, "n_bands": 8}},
-            r.onnx, r.holdout)
+    reg.add(
+        {
+            "name": "pump-pca",
+            "kind": "pca",
+            "features": ts.feature_names,
+            "input": "features",
+            "outputs": {"score": "score", "contributions": "contributions"},
+            "threshold": r.threshold,
+            "training": {},
+            "metrics": r.metrics,
+            "window": {"window_s": 10, "grid_hz": 1, "n_bands": 8},
+        },
+        r.onnx,
+        r.holdout,
+    )
     reg.validate("pump-pca", "1", max_false_alarm_rate=0.5)
     reg.promote("pump-pca", "1")
     return settings
@@ -153,14 +206,15 @@ async def test_stage_end_to_end(tmp_path: Path) -> None:
     feats = next(e for e in out if e.kind == "features")
     assert feats.batch.schema.names[:6] == features_schema([]).names
     ins = next(e for e in out if e.kind == "insights").batch.to_pylist()
-    assert len(ins) == 8  # 4 closed windows x 2 equipment
-    sev = {r["asset"]: {x["severity"] for x in ins if x["asset"] == r["asset"]} for r in ins}
-    assert sev["eq/B"] == {"alarm"}
+    # 4 full windows per equipment, and the partial 5th closed by the idle rule at stop (gated)
+    assert len(ins) == 10
+    assert [r["gated"] for r in ins if r["asset"] == "eq/B"] == [False] * 4 + [True]
+    sev = {a: [x["severity"] for x in ins if x["asset"] == a] for a in ("eq/A", "eq/B")}
+    assert sev["eq/B"] == ["alarm"] * 5  # the gated window holds the level
     assert "alarm" not in sev["eq/A"]
     # replaying the same samples gives the same batch ids and insight ids
     out2: list[Envelope] = []
-    stage2 = InferenceStage(settings, asyncio.Queue(), out2.append,
-                            clock=lambda: (T0 + 10**9 * US) / 1e6)
+    stage2 = InferenceStage(settings, asyncio.Queue(), out2.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
     stage2._accept(Envelope("samples", regular(41, asset="eq/A"), "b1"))
     stage2._accept(Envelope("samples", regular(41, asset="eq/B", value=50.0), "b2"))
     await stage2.tick()

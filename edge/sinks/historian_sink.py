@@ -15,6 +15,10 @@ Delivery rules (issue 7):
 - A batch the historian rejects for its content (anything but unavailability) is counted ``rejected`` with
   reason ``write_error``, logged with an event, and acknowledged: retrying it cannot succeed.
 
+Events: by default the sink writes its own events (kind ``spool``: historian away/back, spool full, drained;
+kind ``runtime``: a rejected batch) to the historian through itself. With an ``on_event(kind, message,
+detail)`` hook, the hook's owner records them instead (``write_events=True`` for both).
+
 Insights need nothing special here: migration 0040 puts every inserted insight row into ``insights_outbox`` by
 a trigger, in the same transaction; :mod:`edge.sinks.outbox_publisher` drains it.
 
@@ -77,7 +81,8 @@ class HistorianSink:
     def __init__(self, inbox: asyncio.Queue[Envelope], writer: BatchWriter, spool: Spool, *,
                  name: str = "historian", write_timeout_s: float = 10.0, retry_interval_s: float = 1.0,
                  drain_rows_per_s: int | None = None, metrics: Metrics | None = None,
-                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+                 write_events: bool | None = None) -> None:
         self.name = name
         self.inbox = inbox
         self.writer = writer
@@ -87,6 +92,9 @@ class HistorianSink:
         self.drain_rows_per_s = drain_rows_per_s or spool.settings.drain_rows_per_s
         self.metrics = metrics or METRICS
         self.on_event = on_event
+        # Our own events (historian away/back, spool full/drained) go to the historian through this sink,
+        # unless an ``on_event`` hook is given: then the hook's owner records them (say so to get both).
+        self.write_events = (on_event is None) if write_events is None else write_events
         self.stage = name
         self._stopping = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -281,8 +289,9 @@ class HistorianSink:
 
     def _record_event(self, kind: EventKind, message: str, detail: dict[str, Any]) -> None:
         """Queue an event row for the historian (thread-safe: the spool reports from worker threads)."""
-        self._events.append({"ts": utcnow(), "kind": str(kind), "source": self.name, "asset": None,
-                             "message": message, "detail": json.dumps(detail, default=str)})
+        if self.write_events:
+            self._events.append({"ts": utcnow(), "kind": str(kind), "source": self.name, "asset": None,
+                                 "message": message, "detail": json.dumps(detail, default=str)})
         if self.on_event is not None:
             try:
                 self.on_event(str(kind), message, detail)

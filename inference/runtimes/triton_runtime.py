@@ -137,12 +137,24 @@ class TritonRuntime:
             self.client = client_mod.InferenceServerClient(url)
         try:
             if load:
-                self.client.load_model(pkg.name)
+                self.load_model()
             self.check_metadata()
         except ModelMismatchError:
             raise
         except Exception as exc:
             self._go_fallback(f"Triton at {url} is unreachable at start: {exc}")
+
+    def load_model(self, timeout_s: float = 120.0) -> None:
+        """Load the model in a server with explicit model control (loading can take seconds)."""
+        if self.protocol == "grpc":
+            self.client.load_model(self.name, client_timeout=timeout_s)
+        else:
+            loader = self._mod.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
+                                                     network_timeout=timeout_s)
+            try:
+                loader.load_model(self.name)
+            finally:
+                loader.close()
 
     # --- metadata
     def _metadata(self) -> dict[str, Any]:

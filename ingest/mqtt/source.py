@@ -127,7 +127,7 @@ class MqttSource:
         self._unacked_lock = threading.Lock()
         self._state_ts_ms = 0
         self._events: deque[CodecEvent] = deque()
-        self._cur = _Batch(self.name)
+        self._cur = _Batch(self.name, self.batch_ms)
         self._wake_at = 1000  # messages to gather before decoding a chunk (adapts to rows a message)
         self._rows_per_msg = 1.0
 
@@ -212,8 +212,8 @@ class MqttSource:
                         backoff = min(backoff * 2, self.reconnect_max_s)
                         continue
                 cur = self._cur
-                timeout = max(0.0, (self.batch_ms - cur.age_ms()) / 1000) if cur.started else 0.1
-                rc = client.loop(timeout=min(timeout, 0.1))
+                timeout = min(0.1, max(0.0, cur.deadline - time.monotonic())) if cur.started else 0.1
+                rc = client.loop(timeout=timeout)
                 self._after_loop(hand_over)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     need_connect = True
@@ -240,15 +240,16 @@ class MqttSource:
 
     def _after_loop(self, hand_over: Callable[[object], None], force: bool = False) -> None:
         cur = self._cur
-        while self._events:
-            cur.add_event(self._events.popleft())
+        if self._events:
+            while self._events:
+                cur.add_event(self._events.popleft())
         if not cur.started:
             return
         if len(cur.topics) >= self._wake_at:
             self._decode(cur)
-        if force or cur.age_ms() >= self.batch_ms or cur.rows() >= self.batch_rows:
+        if force or time.monotonic() >= cur.deadline or cur.decoded.num_rows >= self.batch_rows:
             self._decode(cur)
-            self._cur = _Batch(self.name)
+            self._cur = _Batch(self.name, self.batch_ms)
             hand_over(self._envelopes(cur))
 
     def _decode(self, cur: _Batch) -> None:
@@ -336,7 +337,7 @@ class MqttSource:
         self._stop_flag.clear()
         self._abandoned.clear()
         self._handoff = queue.Queue(maxsize=self._handoff.maxsize)
-        self._cur = _Batch(self.name)
+        self._cur = _Batch(self.name, self.batch_ms)
         s = self.settings
         client, address, props = make_client(self.broker, client_id=self.client_id, clean_start=s.clean_start,
                                              url=s.url, username=s.username, password=s.password, tls=s.tls)
@@ -389,8 +390,10 @@ class MqttSource:
 class _Batch:
     """What is gathered for one batch: decoded samples, the QoS 1 packet ids, a content hash."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, batch_ms: float = 50.0) -> None:
         self.decoded = Decoded(source)
+        self.batch_s = batch_ms / 1000.0
+        self.deadline = float("inf")  # monotonic time at which the batch is due
         self.mids: list[int] = []
         self.topics: list[bytes] = []  # gathered, not yet decoded
         self.payloads: list[bytes] = []
@@ -408,6 +411,7 @@ class _Batch:
         if not self.started:
             self.started = True
             self._t0 = time.monotonic()
+            self.deadline = self._t0 + self.batch_s
         if generation != self.generation:
             # packet ids of an older connection mean nothing on the new one: those are delivered again
             self.dropped_mids += len(self.mids)
@@ -428,6 +432,7 @@ class _Batch:
         if not self.started:
             self.started = True
             self._t0 = time.monotonic()
+            self.deadline = self._t0 + self.batch_s
         self.decoded.events.append(ev)
         self._ev_hash.update(f"{ev.ts_us}\x1e{ev.message}".encode())
 

@@ -2,10 +2,12 @@
 
 Fast path: asyncua 2.x delivers each data change to a callback handler in a task of its own (about 15 µs a
 value here) or through a queue of per-value event objects. This source instead subclasses
-``Subscription`` and takes the whole ``PublishResult`` in ``publish_callback``: one pass over the
-``MonitoredItems`` appends client handle, value, status and timestamp to plain column lists, and a flush
-turns them into numpy arrays and one Arrow batch (every ``batch_ms`` or ``batch_rows``, whichever first).
-No task, no object per value beyond what asyncua's decoder already made.
+``Subscription`` and takes the whole ``PublishResult`` in ``publish_callback``. With ``fast_decode`` (the
+default) the session's publish responses are decoded by :mod:`ingest.opcua.fastdecode` straight into column
+lists (0.6 µs a value against asyncua's 8 µs), which this source turns into numpy chunks without a Python
+step per value; responses that decoder declines (strings, arrays, status changes) go through asyncua and a
+one-pass loop over ``MonitoredItems``. A flush concatenates the chunks into one Arrow batch (every
+``batch_ms`` or ``batch_rows``, whichever first).
 
 Nodes are named by namespace URI or browse path and resolved again at every connect. On a lost connection the
 source reconnects with backoff, recreates its subscriptions and emits a ``connection`` event for the gap
