@@ -118,12 +118,13 @@ def demo_config(opts: DemoOptions, services: Services, opcua_port: int, metrics_
     ]})
     data = opts.data_dir.resolve()
     return cfg.model_copy(update={
+        "metrics": cfg.metrics.model_copy(update={"listen": f"127.0.0.1:{metrics_port}",
+                                                  "state_file": data / "stats.json"}),
         "historian": cfg.historian.model_copy(update={"dsn": services.writer_dsn, "password": None}),
         "broker": cfg.broker.model_copy(update={"url": services.mqtt_url}),
         "sources": sources,
         "spool": cfg.spool.model_copy(update={"dir": data / "spool"}),
         "inference": cfg.inference.model_copy(update={"models_dir": data / "models"}),
-        "metrics": cfg.metrics.model_copy(update={"listen": f"127.0.0.1:{metrics_port}"}),
     })
 
 
@@ -248,7 +249,8 @@ def _write_state(services: Services, cfg: AppConfig) -> None:
     path = demo_state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"dsn": services.reader_dsn, "mqtt_url": services.mqtt_url,
-                                "metrics": cfg.metrics.listen, "pid": os.getpid()}))
+                                "metrics": cfg.metrics.listen, "stats_file": str(cfg.metrics.state_file),
+                                "pid": os.getpid()}))
 
 
 async def _print_live(pipeline: Any, services: Services, opts: DemoOptions) -> None:

@@ -255,7 +255,8 @@ def build_pipeline(
     if config.metrics.enabled:
         from edge.metrics import MetricsServer
 
-        add(MetricsServer(metrics, listen=config.metrics.listen))
+        add(MetricsServer(metrics, listen=config.metrics.listen, state_file=config.metrics.state_file,
+                          state_interval_s=config.metrics.state_interval_s))
     for component in extra_components:
         add(component)
     events.record(EventKind.SUPERVISOR, "pipeline built", {"components": sorted(components)})

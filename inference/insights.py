@@ -99,6 +99,22 @@ def top_features(names: Sequence[str], contributions: np.ndarray, k: int) -> str
     return json.dumps([{"feature": names[i], "contribution": float(f"{c[i]:.6g}")} for i in order])
 
 
+def _top_features_rows(names: Sequence[str], contributions: np.ndarray, k: int) -> list[str]:
+    """``top_features`` for every row at once (same JSON text, vectorized ordering)."""
+    c = np.nan_to_num(np.asarray(contributions, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if c.ndim != 2 or c.shape[0] == 0:
+        return ["[]"] * (c.shape[0] if c.ndim == 2 else 0)
+    order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :k]
+    quoted = [json.dumps(n) for n in names]
+    out = []
+    for i in range(c.shape[0]):
+        row = c[i]
+        items = (f'{{"feature": {quoted[j]}, "contribution": {float(f"{row[j]:.6g}")!r}}}'
+                 for j in order[i])
+        out.append("[" + ", ".join(items) + "]")
+    return out
+
+
 def context_json(context: dict[str, str | None]) -> str:
     return json.dumps({k: v for k, v in sorted(context.items())})
 
@@ -125,6 +141,8 @@ def build_insights(
     n = len(assets)
     ids, sev, tops, ctx, gate = [], [], [], [], []
     score_col: list[float | None] = []
+    tops = _top_features_rows(feature_names, contributions, k) if contributions is not None else ["[]"] * n
+    ctx_cache: dict[tuple[tuple[str, str | None], ...], str] = {}
     for i in range(n):
         s = float(scores[i])
         g = bool(gated[i]) or not math.isfinite(s)
@@ -132,8 +150,14 @@ def build_insights(
         score_col.append(s if math.isfinite(s) else None)
         ids.append(insight_id(model, version, assets[i], window_start_us[i], window_end_us[i]))
         sev.append(tracker.update(assets[i], model, s, threshold, g))
-        tops.append(top_features(feature_names, contributions[i], k) if contributions is not None else "[]")
-        ctx.append(context_json(contexts[i]) if i < len(contexts) else "{}")
+        if i < len(contexts):
+            key = tuple(sorted(contexts[i].items()))
+            c = ctx_cache.get(key)
+            if c is None:
+                c = ctx_cache[key] = context_json(contexts[i])
+            ctx.append(c)
+        else:
+            ctx.append("{}")
 
     def dict_col(values: Sequence[str]) -> pa.Array:
         return pa.array(list(values), type=pa.string()).dictionary_encode().cast(DICT_STR)

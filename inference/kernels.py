@@ -285,13 +285,14 @@ def is_pow2(n: int) -> bool:
 
 
 def spectral_rows(x: np.ndarray, fs: float, n_bands: int, *, use_numba_fft: bool | None = None) -> np.ndarray:
-    """Spectral features of each row: (rows, n_bands + 2). The numba radix-2 FFT where n is a power of two
-    (unless ``use_numba_fft`` is False), else numpy's FFT outside numba and the numba reduction."""
+    """Spectral features of each row: (rows, n_bands + 2). By default numpy's real FFT outside numba, then
+    the numba reduction: measured faster than the numba radix-2 complex FFT (bench/bench_features.py, 2,000
+    x 1,024: 78 ms against 121 ms). ``use_numba_fft=True`` selects the numba FFT (power-of-two n only)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     rows, n = x.shape
     if n < 2:
         return np.zeros((rows, n_bands + 2), dtype=np.float64)
-    numba_fft = is_pow2(n) if use_numba_fft is None else (use_numba_fft and is_pow2(n))
+    numba_fft = bool(use_numba_fft) and is_pow2(n)
     if numba_fft:
         out = np.empty((rows, n_bands + 2), dtype=np.float64)
         spectral_rows_into(x, float(fs), int(n_bands), out, 0, rows)

@@ -7,6 +7,7 @@ wheel, a ``mosquitto`` process on a free port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -69,6 +70,11 @@ class MosquittoProcess:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> MosquittoProcess:
+        if os.geteuid() == 0:
+            # As root, mosquitto drops to its own user, which must be able to write its persistence file
+            # there, or persistent sessions are silently lost across a restart.
+            with contextlib.suppress(LookupError, OSError):
+                shutil.chown(self.dir, "mosquitto")
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
