@@ -1,10 +1,10 @@
 """Inference: the pipeline's inference stage against a bare onnxruntime session on the same batches, and the
 Triton round trip (gRPC and HTTP) at batch 1 and 256.
 
-Stage figures: ``runtime path`` = what the stage does per tick to score (``model_inputs`` from the features
-batch + ``Runtime.infer``), ``full scoring`` = that plus the insight rows (ids, hysteresis, top features,
-context JSON). The bare session gets the same float32 matrix with ``session.run``. Rounds are interleaved;
-medians. Both sides use intra_op_num_threads=1.
+Stage figures: ``runtime path`` = what the stage does per tick to score (``model_inputs_from_matrix`` on
+the feature matrix + ``Runtime.infer``), ``full scoring`` = that plus the insight rows (ids, hysteresis,
+top features, context JSON). The bare session gets the same float32 matrix with ``session.run``. Rounds are
+interleaved; medians. Both sides use intra_op_num_threads=1.
 
     .venv/bin/python bench/bench_inference.py [--batch 256] [--rounds 200] [--kind iforest] [--no-triton]
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.features import features_batch, model_inputs
+from inference.features import model_inputs_from_matrix
 from inference.insights import SeverityTracker, build_insights
 from inference.packages import write_package
 from inference.runtimes.onnx_runtime import OnnxRuntime
@@ -58,7 +58,6 @@ def main() -> None:
         Window(f"eq/{i}", 0, 10_000_000, [], np.zeros((0, 1)), 10, 1.0, 0, {"work_order": "WO"})
         for i in range(b)
     ]
-    feats = features_batch(windows, names, x)
     tracker = SeverityTracker()
     x32 = x.astype(np.float32)
 
@@ -66,7 +65,7 @@ def main() -> None:
         bare.run(["score", "contributions"], {"features": x32})
 
     def run_path() -> dict[str, np.ndarray]:
-        xm, _ = model_inputs(feats, names)
+        xm, _ = model_inputs_from_matrix(names, x, names)  # what InferenceStage.process does
         return rt.infer(xm)
 
     def run_full() -> None:

@@ -143,7 +143,7 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
     settings = cfg.inference
     ticks = int(opts.baseline_s * 10)
     start_us = int((time.time() - opts.baseline_s - 60) * 1e6)
-    plant = Plant(PlantConfig(seed=opts.seed + 1000), start_us=start_us)
+    plant = Plant(PlantConfig.demo_site(seed=opts.seed + 1000), start_us=start_us)
     ctx = Contextualizer.from_config(cfg)
     ts_parts, tag_parts, val_parts = [], [], []
     for ts, tags, values in plant.samples(ticks):
@@ -203,7 +203,7 @@ async def run_demo(opts: DemoOptions) -> int:
         labels.unlink(missing_ok=True)
         horizon = opts.duration_s or 600.0
         faults = tuple(auto_faults(machine_names(2, 3), horizon, opts.seed))
-        plant = Plant(PlantConfig(seed=opts.seed, faults=faults), labels_path=labels)
+        plant = Plant(PlantConfig.demo_site(seed=opts.seed, faults=faults), labels_path=labels)
         server = PlantServer(plant, port=opcua_port)
         await server.start_server()
         mes_client, _, _ = make_client(cfg.broker, client_id="factory-edge-demo-mes")

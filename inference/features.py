@@ -150,3 +150,24 @@ def model_inputs(features: pa.RecordBatch, names: Sequence[str]) -> tuple[np.nda
             col = np.where(bad, 0.0, col)
         x[:, j] = col
     return x, missing
+
+
+def model_inputs_from_matrix(names: Sequence[str], values: np.ndarray,
+                             wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``model_inputs`` from the extractor's (names, values) matrix: one gather, no Arrow round trip."""
+    index = {n: i for i, n in enumerate(names)}
+    cols = np.array([index.get(n, -1) for n in wanted], dtype=np.int64)
+    rows = values.shape[0]
+    x = np.zeros((rows, len(wanted)), dtype=np.float32)
+    missing = np.zeros(rows, dtype=bool)
+    have = cols >= 0
+    if not have.all():
+        missing[:] = True
+    if rows and have.any():
+        sub = values[:, cols[have]]
+        bad = ~np.isfinite(sub)
+        if bad.any():
+            missing |= bad.any(axis=1)
+            sub = np.where(bad, 0.0, sub)
+        x[:, have] = sub
+    return x, missing

@@ -228,7 +228,7 @@ class InferenceStage:
 
     def process(self, windows: Sequence[Window]) -> TickResult:
         """Features and insights of ``windows`` (runs in a worker thread): one runtime call per model."""
-        from inference.features import features_batch, model_inputs
+        from inference.features import features_batch, model_inputs_from_matrix
         from inference.insights import build_insights
 
         names, values, n_valid = self.extractor.matrix(windows)
@@ -243,8 +243,8 @@ class InferenceStage:
             )
             if rows.size == 0:
                 continue
-            sub = features.take(pa.array(rows)) if len(rows) != len(windows) else features
-            x, missing = model_inputs(sub, m.package.features)
+            x, missing = model_inputs_from_matrix(
+                names, values if len(rows) == len(windows) else values[rows], m.package.features)
             out = m.runtime.infer(x)  # one call per model per tick, every equipment together
             outs = m.package.output_names
             scores = np.asarray(out[outs.get("score", "score")], dtype=np.float64).reshape(-1)

@@ -75,6 +75,7 @@ class MqttSourceSettings(Section):
     sparkplug_tag_template: str = "{group}/{node}/{device}/{metric}"
     sparkplug_node_tag_template: str = "{group}/{node}/{metric}"
     sparkplug_rebirth_interval_s: float = Field(default=5.0, ge=0)
+    cut_journal: Path | None = None  # where batches were cut, so a redelivery after a crash is cut alike
 
 
 class SourcesSettings(Section):

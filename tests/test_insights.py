@@ -256,3 +256,16 @@ def test_events_batch_schema() -> None:
 
     b = events_batch([("runtime", "fell back", {"model": "m"})], "inference")
     assert b.schema.equals(EVENTS)
+
+
+def test_drift_monitor_raises_and_clears() -> None:
+    from inference.drift import DriftMonitor
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=5000)
+    mon = DriftMonitor("m", list(np.quantile(train, np.linspace(0.1, 0.9, 9))), size=500, every=100)
+    assert mon.update(rng.normal(size=1000)) == []
+    events = mon.update(rng.normal(loc=1.5, size=500))
+    assert len(events) == 1 and events[0]["drift"] is True and mon.drifting
+    events = mon.update(rng.normal(size=1000))
+    assert len(events) == 1 and events[0]["drift"] is False and not mon.drifting

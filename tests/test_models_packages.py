@@ -259,3 +259,53 @@ def test_package_folder_copy_is_independent(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "reg")
     pkg = reg.import_package(tmp_path / "b")
     assert pkg.version == "7" and reg.versions("m") == ["7"]
+
+
+def test_train_from_the_historian(pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``edge models train --dsn`` reads an equipment's samples from the historian's migrated tables."""
+    import psycopg
+
+    from edge.historian.migrate import migrate
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrate(conn, "postgres")
+        rng = np.random.default_rng(3)
+        t0 = 1_700_000_000
+        rows = [
+            (t0 + i, tag, float(rng.normal()), 0, "sim", asset)
+            for i in range(1200)
+            for tag in ("a", "b")
+            for asset in ("eq/A", "eq/B")
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO samples (ts, recv_ts, tag, value, quality, source, asset) "
+                "VALUES (to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s, %s)",
+                [(t, t, tag, v, q, s, a) for t, tag, v, q, s, a in rows],
+            )
+    md = str(tmp_path / "models")
+    rc = edge_main(
+        [
+            "models",
+            "train",
+            "--dsn",
+            pg_dsn,
+            "--asset",
+            "eq/A",
+            "--from",
+            "2023-11-14T22:13:20+00:00",
+            "--to",
+            "2023-11-14T22:33:20+00:00",
+            "--name",
+            "hist",
+            "--models-dir",
+            md,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    pkg = Registry(Path(md)).package("hist", "1")
+    assert pkg.manifest["assets"] == ["eq/A"]
+    assert pkg.manifest["training"]["windows"] >= 100
+    assert sorted({f.split("__")[0] for f in pkg.features}) == ["a", "b"]
+    assert edge_main(["models", "train", "--dsn", pg_dsn, "--name", "x", "--models-dir", md]) == 2

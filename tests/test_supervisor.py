@@ -1,4 +1,4 @@
-"""The supervisor: restart with backoff and an event, ordered stop with drained queues, SIGTERM exits cleanly."""
+"""The supervisor: restart with backoff and an event, ordered stop with drained queues, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -116,9 +116,9 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_sigterm_stops_edge_run_cleanly_within_10s(tmp_path: Path, pg_dsn: str, mqtt_server_url: str) -> None:
     """``edge run`` on a config with no sources: SIGTERM makes it stop every component and exit 0."""
-    from edge.historian.admin import init_historian
-
     import psycopg
+
+    from edge.historian.admin import init_historian
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         init_historian(conn)
@@ -129,8 +129,8 @@ def test_sigterm_stops_edge_run_cleanly_within_10s(tmp_path: Path, pg_dsn: str, 
         f'[spool]\ndir = "{tmp_path / "spool"}"\n[metrics]\nenabled = false\n'
         f'[inference]\nenabled = false\nmodels_dir = "{tmp_path / "models"}"\n'
     )
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-format", "json", "run", "--dir", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "edge.cli", "--log-format", "json", "run", "--dir", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

@@ -372,7 +372,26 @@ class SparkplugCodec:
         vals: list[float] = []
         flags: list[int] = []
         unknown = 0
+        # fast path for the common metric (an alias from the birth, a float or double value, not historical);
+        # everything else takes the general path below
+        p_ts = int(p.timestamp) * 1000 if p.HasField("timestamp") else recv_us
+        stale = 0 if st.online else int(QualityFlag.STALE)
+        code = out.code
+        last = st.last
         for m in p.metrics:
+            al = m.alias
+            a = table.get(al) if (al or m.HasField("alias")) else None
+            if a is not None:
+                kind = m.WhichOneof("value")
+                if (kind == "double_value" or kind == "float_value") and not m.is_historical:
+                    v = m.double_value if kind == "double_value" else m.float_value
+                    t = m.timestamp
+                    ts.append(t * 1000 if t else p_ts)
+                    codes.append(code(a.tag))
+                    vals.append(v)
+                    flags.append(stale)
+                    last[a.tag] = (v, 0)
+                    continue
             if m.HasField("alias"):
                 a = table.get(int(m.alias))
                 if a is None:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -97,7 +98,7 @@ class MqttSource:
                  batch_rows: int = 10_000, batch_ms: int = 50, codec: Codec | None = None,
                  gate: QualityGate | None = None, ack_wait_s: float = 5.0, handoff_batches: int = 8,
                  reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
-                 now_us: Callable[[], int] | None = None) -> None:
+                 cut_journal: Path | None = None, now_us: Callable[[], int] | None = None) -> None:
         self.settings = settings
         self.name = settings.name
         self.emit = emit
@@ -128,12 +129,27 @@ class MqttSource:
         self._state_ts_ms = 0
         self._events: deque[CodecEvent] = deque()
         self._cur = _Batch(self.name, self.batch_ms)
+        self._completed: list[_Batch] = []  # batches cut by the journal, not yet handed over
+        self._journal: _CutJournal | None = None
+        self._journal_path = cut_journal if cut_journal is not None else settings.cut_journal
         self._wake_at = 1000  # messages to gather before decoding a chunk (adapts to rows a message)
         self._rows_per_msg = 1.0
 
     # -- callbacks (network thread) ------------------------------------------------------------------------
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
-        self._cur.add_message(msg, self._generation)
+        cur = self._cur
+        journal = self._journal
+        if journal is not None and cur.n_msgs == 0:
+            cur.first_key = _message_key(msg)
+            if msg.dup:  # a redelivery: cut it where the batch that began with this message was cut before
+                target = journal.lookup(cur.first_key)
+                if target is not None:
+                    cur.target = target
+                    self.counters["cuts_replayed"] += 1
+        cur.add_message(msg, self._generation)
+        if cur.target is not None and cur.n_msgs >= cur.target:
+            self._completed.append(cur)
+            self._cur = _Batch(self.name, self.batch_ms)
 
     def _topics(self) -> list[str]:
         g = self.settings.shared_group
@@ -239,6 +255,10 @@ class MqttSource:
             hand_over(_DONE)
 
     def _after_loop(self, hand_over: Callable[[object], None], force: bool = False) -> None:
+        while self._completed:
+            done = self._completed.pop(0)
+            self._decode(done)
+            hand_over(self._envelopes(done))
         cur = self._cur
         if self._events:
             while self._events:
@@ -247,7 +267,9 @@ class MqttSource:
             return
         if len(cur.topics) >= self._wake_at:
             self._decode(cur)
-        if force or time.monotonic() >= cur.deadline or cur.decoded.num_rows >= self.batch_rows:
+        if force or (cur.target is None and (time.monotonic() >= cur.deadline
+                                             or cur.decoded.num_rows >= self.batch_rows)) \
+                or (cur.target is not None and time.monotonic() >= cur.deadline + 10 * cur.batch_s):
             self._decode(cur)
             self._cur = _Batch(self.name, self.batch_ms)
             hand_over(self._envelopes(cur))
@@ -279,6 +301,8 @@ class MqttSource:
             cur.decoded.commands.clear()
 
     def _envelopes(self, cur: _Batch) -> list[Envelope]:
+        if self._journal is not None and cur.first_key is not None:
+            self._journal.record(cur.first_key, cur.n_msgs)  # before anything can be committed
         d = cur.decoded
         now = self._now_us()
         batch_id = cur.batch_id()
@@ -338,6 +362,9 @@ class MqttSource:
         self._abandoned.clear()
         self._handoff = queue.Queue(maxsize=self._handoff.maxsize)
         self._cur = _Batch(self.name, self.batch_ms)
+        self._completed = []
+        if self._journal_path is not None and self._journal is None:
+            self._journal = _CutJournal(Path(self._journal_path))
         s = self.settings
         client, address, props = make_client(self.broker, client_id=self.client_id, clean_start=s.clean_start,
                                              url=s.url, username=s.username, password=s.password, tls=s.tls)
@@ -401,6 +428,9 @@ class _Batch:
         self.generation = -1
         self.dropped_mids = 0
         self.started = False
+        self.n_msgs = 0
+        self.first_key: str | None = None
+        self.target: int | None = None  # cut after this many messages (a replayed cut)
         self._t0 = 0.0
         self._hash = hashlib.blake2b(source.encode(), digest_size=16)
         self._ev_hash = hashlib.blake2b(source.encode(), digest_size=16)
@@ -423,6 +453,7 @@ class _Batch:
                 self.redelivered += 1
         self.topics.append(msg._topic)
         self.payloads.append(msg.payload)  # type: ignore[arg-type]
+        self.n_msgs += 1
 
     def hash_messages(self, topics: list[str], payloads: list[bytes]) -> None:
         self._hash.update(b"\x1e".join(payloads))
@@ -447,6 +478,54 @@ class _Batch:
 
     def events_id(self) -> str:
         return self._ev_hash.hexdigest() + "-ev"
+
+
+def _message_key(msg: MQTTMessage) -> str:
+    h = hashlib.blake2b(msg._topic, digest_size=10)
+    h.update(msg.payload)
+    return h.hexdigest()
+
+
+class _CutJournal:
+    """Where this source cut its recent batches: (key of the first message, number of messages).
+
+    A batch's id is the hash of its messages. After a crash the broker delivers the unacknowledged messages
+    again; cutting them where they were cut before gives the same batch ids, so the historian's ledger
+    recognises the batch that was committed but not yet acknowledged when the process died. Appended (not
+    fsynced: it has to survive a process crash, not a power loss) and compacted to the last entries.
+    """
+
+    KEEP = 4096
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.cuts: dict[str, int] = {}
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines()[-self.KEEP:]:
+                key, _, n = line.partition(" ")
+                if n.isdigit():
+                    self.cuts[key] = int(n)
+        self._lines = len(self.cuts)
+        self._fh = path.open("a")
+
+    def lookup(self, key: str) -> int | None:
+        return self.cuts.get(key)
+
+    def record(self, key: str, n: int) -> None:
+        self.cuts[key] = n
+        self._fh.write(f"{key} {n}\n")
+        self._fh.flush()
+        self._lines += 1
+        if self._lines > 2 * self.KEEP:
+            keep = list(self.cuts.items())[-self.KEEP:]
+            self.cuts = dict(keep)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(f"{k} {v}\n" for k, v in keep))
+            self._fh.close()
+            tmp.replace(self.path)
+            self._fh = self.path.open("a")
+            self._lines = len(keep)
 
 
 def _events_batch(events: list[CodecEvent], source: str) -> pa.RecordBatch:
