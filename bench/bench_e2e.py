@@ -16,7 +16,9 @@ Latency of an insight = its receive time (subscriber, ``time.time()``) - ``windo
 exclusive end of its event-time window: the newest sample that can be in the window is just before it).
 A window can only close once the equipment's watermark (newest sample time - ``allowed_lateness_s``) passes
 its end, so ``allowed_lateness_s`` is an inherent wait; "pipeline own" = latency - allowed_lateness_s is what
-the pipeline adds (inference tick, features, scoring, historian commit, outbox poll and publish, broker).
+the pipeline adds, split into "close wait" (end + lateness to the start of the inference tick that scored the
+window: the closing sample's way in plus the wait for the tick), "tick->commit" (features, scoring, historian
+queue and commit; ``insights_outbox.created_at``) and "commit->MQTT" (outbox poll, publish, broker).
 Counted: insights of windows that start after the publisher started and whose end + lateness is before it
 stopped (full windows closed by data), first delivery only (retained copies ignored).
 
@@ -292,8 +294,9 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         outbox = {r[0]: (r[1].timestamp(), r[2].timestamp() if r[2] else math.nan) for r in conn.execute(
             "SELECT insight_id, created_at, published_at FROM insights_outbox").fetchall()}
         stored = conn.execute("SELECT count(*) FROM samples WHERE source = %s", (source_name,)).fetchone()
-        dead: dict[str, int] = dict(conn.execute("SELECT reason, count(*) FROM dead_letters WHERE source = %s GROUP BY 1",
-                                 (source_name,)).fetchall())
+        dead: dict[str, int] = dict(conn.execute(
+            "SELECT reason, count(*) FROM dead_letters WHERE source = %s GROUP BY 1",
+            (source_name,)).fetchall())
     t0, t1 = pub_res["t0"], pub_res["t1"]
     seen: set[str] = set()
     lat, own, to_commit, commit_to_recv, ends = [], [], [], [], []
@@ -353,7 +356,7 @@ def pct(xs: list[float], q: float) -> float:
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
         "| offered samples/s | sent/s | ingested/s (sustained) | stored rows | insights | latency p50 s "
-        "| latency p99 s | max s | own p50 s | own p99 s | tick wait p50 | tick->commit p50 (p99) "
+        "| latency p99 s | max s | own p50 s | own p99 s | close wait p50 | tick->commit p50 (p99) "
         "| commit->MQTT p50 (p99) |",
         "|" + " ---: |" * 13,
     ]
