@@ -575,3 +575,73 @@ async def test_cut_journal_gives_redelivered_batches_their_old_ids(mqtt: MqttTar
     assert src2.counters["cuts_replayed"] == len(ids_before)
     assert src2.counters["acked"] == 60
     pub.loop_stop()
+
+
+async def test_reconnects_and_resubscribes_after_a_broker_restart(own_mosquitto: MosquittoProcess) -> None:
+    collector = Collector()
+    settings = MqttSourceSettings(name="restart", topics=["r/#"], clean_start=True, qos=1)
+    source = MqttSource(settings, BrokerSettings(url=own_mosquitto.url), collector, batch_ms=20,
+                        reconnect_min_s=0.2, reconnect_max_s=1.0)
+    async with running(source):
+        pub = publisher(own_mosquitto.url)
+        pub.publish("r/a", b'{"ts": 1772366400000, "value": 1}', qos=1).wait_for_publish(5)
+        await until(lambda: collector.n_samples() == 1)
+        pub.loop_stop()
+        await asyncio.to_thread(own_mosquitto.stop)
+        await until(lambda: not source.connected.is_set(), what="the disconnect")
+        await asyncio.to_thread(own_mosquitto.start)
+        await until(lambda: source.subscribed.is_set(), 20, "a new subscription")  # subscribed again
+        pub = publisher(own_mosquitto.url)
+        pub.publish("r/a", b'{"ts": 1772366400001, "value": 2}', qos=1).wait_for_publish(5)
+        await until(lambda: collector.n_samples() == 2)
+        pub.loop_stop()
+    assert source.counters["connects"] == 2 and source.counters["disconnects"] >= 1
+    events = pa.Table.from_batches([e.batch for e in collector.of("events")]).column("message").to_pylist()
+    assert any("disconnected" in m for m in events)
+
+
+async def test_stop_while_the_broker_is_unreachable() -> None:
+    settings = MqttSourceSettings(name="nobroker", topics=["x"], clean_start=True)
+    collector = Collector()
+    source = MqttSource(settings, BrokerSettings(url=f"mqtt://127.0.0.1:{free_port()}"), collector,
+                        reconnect_min_s=0.1, reconnect_max_s=0.2, ack_wait_s=0.2)
+    task = asyncio.create_task(source.run())
+    await until(lambda: source.counters["connect_errors"] >= 2, what="connect attempts")
+    await source.stop()
+    await asyncio.wait_for(task, 10)
+    events = pa.Table.from_batches([e.batch for e in collector.of("events")]).column("message").to_pylist()
+    assert any("connect failed" in m for m in events)
+
+
+async def test_sparkplug_will_carries_the_bdseq_and_the_node_comes_back(mqtt: MqttTarget) -> None:
+    import socket
+
+    from ingest.codecs.sparkplug import SparkplugCodec
+
+    group = f"fe{uuid.uuid4().hex[:8]}"
+    plant = Plant(PlantConfig(lines=1, machines=1, seed=6))
+    collector = Collector()
+    settings = MqttSourceSettings(name="spw", topics=[f"spBv1.0/{group}/#"], codec="sparkplug",
+                                  clean_start=True)
+    source = MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)
+    node = SparkplugEdgeNode(plant, mqtt.url, group=group, node="edge1", bdseq=7)
+    async with running(source):
+        node.connect()
+        node.publish_tick(plant.step())
+        await until(lambda: collector.n_samples() >= 8, what="birth and data")
+        codec = source.codec
+        assert isinstance(codec, SparkplugCodec)
+        assert codec.nodes[(group, "edge1")].bdseq == 7
+        sock = node.client.socket()
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)  # the connection breaks without DISCONNECT: the broker sends the will
+        await until(lambda: 8 in collector.samples().column("flags").to_pylist(), what="stale from the will")
+        await until(lambda: node.births == 2, what="the node's next session")
+        await until(lambda: codec.nodes[(group, "edge1")].bdseq == 8 and codec.nodes[(group, "edge1")].online,
+                    what="the new birth")
+        tick = plant.step()
+        node.publish_tick(tick)
+        n = collector.n_samples()
+        await until(lambda: collector.n_samples() >= n + 4, what="data of the new session")
+        assert collector.samples().column("flags").to_pylist()[-4:] == [0, 0, 0, 0]
+        node.close()

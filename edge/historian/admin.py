@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +74,24 @@ def ensure_roles(
                 created.append(role)
             except psycopg.errors.DuplicateObject:
                 pass  # created meanwhile by another init on the same server (roles are cluster-wide)
-        with conn.transaction():
-            conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
-            if password is not None:
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role),
-                                                                         sql.Literal(password)))
+        row = conn.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s",
+                           (role,)).fetchone()
+        needs_alter = row is None or not row[0] or row[1]
+        # Roles are cluster-wide: an init of another database on the same server may alter them at the same
+        # moment ("tuple concurrently updated"); alter only when needed, and retry that race.
+        for attempt in range(5):
+            try:
+                with conn.transaction():
+                    if needs_alter:
+                        conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+                    if password is not None:
+                        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role),
+                                                                                 sql.Literal(password)))
+                break
+            except psycopg.errors.InternalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
     return created
 
 
