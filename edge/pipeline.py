@@ -212,12 +212,14 @@ def build_pipeline(
                                batch_rows=pl.batch_rows, batch_ms=pl.batch_ms))
 
     # MES context: intake over MQTT into a store the process step joins against.
-    from contextualize.mes_intake import MesIntake
+    # A stable client id gives the intake a persistent session: MES events sent while it is down arrive later.
+    store = MesContextStore()
+    if config.mes.enabled:
+        from contextualize.mes_intake import MesIntake
 
-    mes = MesIntake(config.mes, config.broker.model_copy(update={"url": url}), dsn,
-                    db_password=config.historian.password.resolve() if config.historian.password else None)
-    add(mes)
-    store = mes.store
+        add(MesIntake(config.mes, config.broker.model_copy(update={"url": url}), dsn, store=store,
+                      client_id=f"{config.box.id}-mes-intake",
+                      db_password=config.historian.password.resolve() if config.historian.password else None))
 
     contextualizer = Contextualizer.from_config(config, context_join=lambda b: attach_context(b, store))
     gate = QualityGate(config.quality, contextualizer.model.raw_valid_ranges())

