@@ -244,6 +244,10 @@ def build_pipeline(
         add(InferenceStage(config.inference, q_infer, emit_inferred))
 
     add(events)
+    from edge.historian.maintenance import HistorianMaintenance
+
+    add(HistorianMaintenance(dsn, password=config.historian.password,
+                             interval_s=config.historian.maintenance_interval_s, on_event=events.record))
     writer = HistorianWriter(config.historian, dsn=dsn)
     spool = Spool(config.spool, metrics=metrics).open()
     add(HistorianSink(q_hist, writer, spool, write_timeout_s=config.historian.write_timeout_s,

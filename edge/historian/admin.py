@@ -114,8 +114,9 @@ def apply_grants(conn: Conn) -> list[str]:
 
     edge_reader: SELECT on every table and view in public. edge_writer: SELECT on all of them, INSERT on
     every table except the bookkeeping ones, UPDATE only on the MES context columns of samples and insights,
-    EXECUTE on the partition maintenance functions. Other areas grant anything more in their own migrations
-    (those grants are left alone here, except on the core tables, whose UPDATE/DELETE/TRUNCATE are revoked).
+    EXECUTE on the argument-free maintenance functions. Other areas grant anything more in their own
+    migrations (those grants are left alone here, except on the core tables, whose UPDATE/DELETE/TRUNCATE
+    are revoked).
     """
     done: list[str] = []
     ident = sql.Identifier
@@ -160,12 +161,17 @@ def apply_grants(conn: Conn) -> list[str]:
             done.append(f"{WRITER_ROLE}: UPDATE ({', '.join(cols)}) on {name}")
         conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(w))
         done.append(f"{READER_ROLE}: SELECT on all tables and views in public")
-        for fn in ("fe_ensure_partitions(integer)", "fe_refresh_aggregates()", "fe_maintain()",
-                   "fe_prune_ledger(interval)"):
+        # Only the argument-free entry points, whose settings the writer cannot change: with
+        # fe_prune_ledger(interval) a writer could empty the ledger, and replays would then store twice.
+        for fn, grant in (("fe_refresh_aggregates()", True), ("fe_maintain()", True),
+                          ("fe_maintain_as_writer()", True), ("fe_ensure_partitions(integer)", False),
+                          ("fe_prune_ledger(interval)", False)):
             exists = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (fn,)).fetchone()
             if exists and exists[0]:
-                conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(fn), w))
-                done.append(f"{WRITER_ROLE}: EXECUTE {fn}")
+                verb = ("GRANT EXECUTE ON FUNCTION {} TO {}" if grant
+                        else "REVOKE EXECUTE ON FUNCTION {} FROM {}")
+                conn.execute(sql.SQL(verb).format(sql.SQL(fn), w))  # type: ignore[arg-type]
+                done.append(f"{WRITER_ROLE}: {'EXECUTE' if grant else 'no EXECUTE'} {fn}")
     return done
 
 
@@ -183,6 +189,7 @@ def apply_policies(conn: Conn, flavor: Flavor, settings: HistorianSettings) -> l
         set_meta(conn, "compress_after", settings.compress_after)
         set_meta(conn, "chunk_interval", settings.chunk_interval)
         set_meta(conn, "ledger_keep", settings.ledger_keep)
+        set_meta(conn, "outbox_keep", settings.outbox_keep)
         if flavor == "timescaledb":
             conn.execute(sql.SQL("SELECT set_chunk_time_interval('samples', {}::interval)").format(
                 lit(settings.chunk_interval)))
@@ -219,8 +226,9 @@ def apply_policies(conn: Conn, flavor: Flavor, settings: HistorianSettings) -> l
             row = conn.execute("SELECT fe_ensure_partitions(%s)", (settings.partitions_ahead,)).fetchone()
             new = row[0] if row else 0
             done.append(f"daily partitions {settings.partitions_ahead} days ahead ({new} new)")
-            done.append(f"retention {settings.retention}, ledger pruning after {settings.ledger_keep} and "
-                        "aggregate refresh via fe_maintain()")
+            done.append(f"retention {settings.retention}, ledger pruning after {settings.ledger_keep}, "
+                        f"published outbox pruning after {settings.outbox_keep} and aggregate refresh via "
+                        "fe_maintain_as_writer() (the appliance, every historian.maintenance_interval_s)")
     return done
 
 
@@ -246,14 +254,27 @@ def init_historian(
     return report
 
 
+def _writer_maintenance(conn: Conn) -> str | None:
+    """``fe_maintain_as_writer()`` (migration 0003) when the database has it, else None."""
+    has = conn.execute("SELECT to_regprocedure('fe_maintain_as_writer()') IS NOT NULL").fetchone()
+    if not has or not has[0]:
+        return None
+    row = conn.execute("SELECT fe_maintain_as_writer()").fetchone()
+    return str(row[0]) if row else ""
+
+
 def run_maintenance(conn: Conn, flavor: Flavor | None = None) -> str:
-    """One round of what background jobs do: on plain PostgreSQL ``fe_maintain()``; on TimescaleDB every
-    policy job is run now with ``CALL run_job`` (needed where there is no background worker, as in PGlite).
+    """One round of what background jobs do: on plain PostgreSQL ``fe_maintain_as_writer()`` (or
+    ``fe_maintain()`` before migration 0003); on TimescaleDB every policy job is run now with ``CALL run_job``
+    (needed where there is no background worker, as in PGlite), then ``fe_maintain_as_writer()`` (outbox).
 
     ``conn`` must be in autocommit mode (continuous aggregate refreshes cannot run in a transaction block).
     """
     flavor = flavor or stored_flavor(conn) or "postgres"
     if flavor == "postgres":
+        report = _writer_maintenance(conn)
+        if report is not None:
+            return report
         row = conn.execute("SELECT fe_maintain()").fetchone()
         return str(row[0]) if row else ""
     jobs = conn.execute(
@@ -261,7 +282,9 @@ def run_maintenance(conn: Conn, flavor: Flavor | None = None) -> str:
     ).fetchall()
     for job_id, _ in jobs:
         conn.execute("CALL run_job(%s)", (job_id,))
-    return f"ran {len(jobs)} jobs: " + ", ".join(f"{j}:{p}" for j, p in jobs)
+    out = f"ran {len(jobs)} jobs: " + ", ".join(f"{j}:{p}" for j, p in jobs)
+    report = _writer_maintenance(conn)
+    return out if report is None else f"{out}; {report}"
 
 
 def refresh_aggregates(conn: Conn, flavor: Flavor | None = None) -> None:

@@ -21,3 +21,6 @@ class HistorianSettings(Section):
     partitions_ahead: int = Field(7, ge=1, description="plain PostgreSQL: daily partitions created ahead")
     write_timeout_s: float = Field(10.0, gt=0)
     ledger_keep: str = Field("7 days", description="how long the ingest ledger recognises a replayed batch")
+    outbox_keep: str = Field("7 days", description="how long published MES outbox rows are kept")
+    maintenance_interval_s: float = Field(
+        3600.0, gt=0, description="seconds between the appliance's maintenance runs (HistorianMaintenance)")
