@@ -3,8 +3,8 @@ Triton round trip (gRPC and HTTP) at batch 1 and 256.
 
 Stage figures: ``runtime path`` = what the stage does per tick to score (``model_inputs_from_matrix`` on
 the feature matrix + ``Runtime.infer``), ``full scoring`` = that plus the insight rows (ids, hysteresis,
-top features, context JSON). The bare session gets the same float32 matrix with ``session.run``. Rounds are
-interleaved; medians. Both sides use intra_op_num_threads=1.
+top features, context JSON; columnar, see ``inference.insights``). The bare session gets the same float32
+matrix with ``session.run``. Rounds are interleaved; medians. Both sides use intra_op_num_threads=1.
 
     .venv/bin/python bench/bench_inference.py [--batch 256] [--rounds 200] [--kind iforest] [--no-triton]
 """
@@ -27,7 +27,7 @@ from inference.insights import SeverityTracker, build_insights
 from inference.packages import write_package
 from inference.runtimes.onnx_runtime import OnnxRuntime
 from inference.train import TrainingSet, fit
-from inference.windows import Window
+from inference.windows import GATING_FLAGS, Window
 
 
 def pct(v: list[float], q: float) -> float:
@@ -68,22 +68,29 @@ def main() -> None:
         xm, _ = model_inputs_from_matrix(names, x, names)  # what InferenceStage.process does
         return rt.infer(xm)
 
+    assets = [w.asset for w in windows]
+    contexts = [w.context for w in windows]
+
     def run_full() -> None:
         out = run_path()
+        # what InferenceStage.process passes per model: per-tick arrays, gating of every row at once
+        starts = np.fromiter((w.start_us for w in windows), dtype=np.int64, count=b)
+        ends = np.fromiter((w.end_us for w in windows), dtype=np.int64, count=b)
+        flags = np.zeros(b, dtype=np.int64)
         build_insights(
             model="m",
             version="1",
             sha256="0" * 64,
             threshold=r.threshold,
             feature_names=names,
-            assets=[w.asset for w in windows],
-            window_start_us=[w.start_us for w in windows],
-            window_end_us=[w.end_us for w in windows],
+            assets=assets,
+            window_start_us=starts,
+            window_end_us=ends,
             scores=out["score"],
             contributions=out["contributions"],
-            flags=[0] * b,
-            gated=[False] * b,
-            contexts=[w.context for w in windows],
+            flags=flags,
+            gated=(flags & GATING_FLAGS) != 0,
+            contexts=contexts,
             tracker=tracker,
         )
 

@@ -208,8 +208,11 @@ def build_pipeline(
         from ingest.mqtt.source import MqttSource
 
         for m in config.sources.mqtt:
+            # The cut journal (beside the spool) makes a redelivery after a crash batch as before, so the
+            # historian's ledger recognises what was committed: nothing stored twice.
             add(MqttSource(m, config.broker.model_copy(update={"url": url}), emit_in,
-                               batch_rows=pl.batch_rows, batch_ms=pl.batch_ms))
+                           batch_rows=pl.batch_rows, batch_ms=pl.batch_ms,
+                           cut_journal=m.cut_journal or config.spool.dir / f"{m.name}.cuts"))
 
     # MES context: intake over MQTT into a store the process step joins against.
     # A stable client id gives the intake a persistent session: MES events sent while it is down arrive later.

@@ -6,11 +6,18 @@ closed window (Numba kernels, in a worker thread via ``asyncio.to_thread``) and 
 the windows of all equipment (one runtime call per model per tick). It emits an Envelope of kind "features"
 and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks and drift) through ``emit``.
 
+At start it emits one "events" Envelope with a ``runtime`` event per deployed model (model, version, sha256,
+runtime, providers requested and in use, asset scope: what the TUI's models screen shows), and one with the
+registry's audit entries (``audit.jsonl``, kind ``audit``, via ``inference.packages.audit_batch``) newer than
+the last ones committed: that Envelope's ack (run once the historian committed or spooled it) records the
+timestamp of its last entry in ``<models_dir>/audit.emitted``; its batch id is that of its entries, so a
+second emission of the same entries before the ack is stored once.
+
 Batch ids are deterministic: blake2b of the kind, the model and version (insights), and the sorted
 (asset, window start, window end) keys of the batch, so a replay of the same samples gives the same ids.
 
 The stage is a side branch: it never calls the acks of its input Envelopes (the historian path owns them),
-and its own Envelopes carry no acks.
+and its own Envelopes carry no acks, except the audit one (above).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,7 @@ import pyarrow as pa
 
 from edge.envelope import Envelope, batch_id_for
 from inference.settings import InferenceSettings
-from inference.windows import WINDOW_MISSING_FEATURE, Window, Windower, WindowSpec, gated
+from inference.windows import GATING_FLAGS, WINDOW_MISSING_FEATURE, Window, Windower, WindowSpec
 
 log = logging.getLogger("inference.stage")
 
@@ -178,8 +186,80 @@ class InferenceStage:
             for m in self.models
         ]
 
+    def runtime_events(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """One ``runtime`` event per deployed model: what runs it, where (providers), for which equipment."""
+        out = []
+        for m in self.models:
+            rt = m.runtime.describe()
+            fallback = rt.get("fallback") or {}
+            in_use = rt.get("providers_in_use")
+            if in_use is None:
+                in_use = fallback.get("providers_in_use", []) if rt.get("using_fallback") else []
+            detail: dict[str, Any] = {
+                "model": m.name,
+                "version": str(m.package.version),
+                "sha256": m.package.sha256,
+                "runtime": rt.get("runtime", type(m.runtime).__name__),
+                "providers_requested": rt.get("providers_requested", fallback.get("providers_requested", [])),
+                "providers_in_use": in_use,
+                "asset_scope": sorted(m.assets),  # empty: every equipment
+            }
+            if "using_fallback" in rt:
+                detail["using_fallback"] = bool(rt["using_fallback"])
+            where = ", ".join(in_use) if in_use else "remote"
+            scope = f"{len(m.assets)} equipment" if m.assets else "all equipment"
+            out.append(
+                ("runtime", f"model {m.name} v{m.package.version} on {detail['runtime']} ({where}), {scope}",
+                 detail)
+            )
+        return out
+
+    def _audit_marker(self) -> Path:
+        return Path(self.settings.models_dir) / "audit.emitted"
+
+    def pending_audit(self) -> list[dict[str, Any]]:
+        """The registry's audit entries newer than the last ones emitted (all of them the first time)."""
+        from inference.packages import Registry
+
+        marker = self._audit_marker()
+        last = marker.read_text().strip() if marker.exists() else ""
+        try:
+            entries = Registry(self.settings.models_dir).audit_log()
+        except (OSError, ValueError):
+            log.warning("cannot read the model registry's audit log", exc_info=True)
+            return []
+        return [e for e in entries if str(e.get("ts", "")) > last]
+
+    async def emit_start_events(self) -> None:
+        """Runtime events of the deployed models, then the registry audit entries not emitted yet."""
+        from inference.packages import audit_batch
+
+        events = self.runtime_events()
+        if events:
+            started = datetime.now(UTC).isoformat()
+            ids = [(d["model"], d["version"], d["runtime"]) for _, _, d in events]
+            await self._emit(
+                Envelope("events", events_batch(events, self.name),
+                         batch_id_for("events", self.name, "runtime", started, *ids))
+            )
+        audit = self.pending_audit()
+        if audit:
+            keys = [(e["ts"], e["action"], e["model"], e["version"]) for e in audit]
+            last = max(str(e["ts"]) for e in audit)
+
+            def committed() -> None:  # the entries are in the historian (or spooled): not again
+                try:
+                    self._audit_marker().write_text(last + "\n")
+                except OSError:
+                    log.warning("cannot record the last emitted audit entry", exc_info=True)
+
+            await self._emit(
+                Envelope("events", audit_batch(audit), batch_id_for("events", "audit", *keys), [committed])
+            )
+
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
+        await self.emit_start_events()
         await asyncio.to_thread(_warm_up)
         tick = self.settings.tick_s
         next_tick = time.monotonic() + tick
@@ -235,23 +315,28 @@ class InferenceStage:
         features = features_batch(windows, names, values, n_valid)
         flags = features.column("flags").to_numpy(zero_copy_only=False).astype(np.int64)
         res = TickResult(features=features)
+        assets = [w.asset for w in windows]
+        starts = np.fromiter((w.start_us for w in windows), dtype=np.int64, count=len(windows))
+        ends = np.fromiter((w.end_us for w in windows), dtype=np.int64, count=len(windows))
+        contexts = [w.context for w in windows]
         for m in self.models:
+            every = not m.assets
             rows = (
                 np.arange(len(windows))
-                if not m.assets
-                else np.array([i for i, w in enumerate(windows) if w.asset in m.assets], dtype=np.int64)
+                if every
+                else np.array([i for i, a in enumerate(assets) if a in m.assets], dtype=np.int64)
             )
             if rows.size == 0:
                 continue
             x, missing = model_inputs_from_matrix(
-                names, values if len(rows) == len(windows) else values[rows], m.package.features)
+                names, values if every else values[rows], m.package.features
+            )
             out = m.runtime.infer(x)  # one call per model per tick, every equipment together
             outs = m.package.output_names
             scores = np.asarray(out[outs.get("score", "score")], dtype=np.float64).reshape(-1)
             contrib = out.get(outs.get("contributions", "contributions"))
             mflags = np.where(missing, flags[rows] | WINDOW_MISSING_FEATURE, flags[rows])
-            gate = [gated(int(f)) for f in mflags]
-            ws = [windows[i] for i in rows]
+            gate = (mflags & GATING_FLAGS) != 0  # inference.windows.gated, for every row at once
             res.insights.append(
                 (
                     m.name,
@@ -262,20 +347,20 @@ class InferenceStage:
                         sha256=m.package.sha256,
                         threshold=m.package.threshold,
                         feature_names=m.package.features,
-                        assets=[w.asset for w in ws],
-                        window_start_us=[w.start_us for w in ws],
-                        window_end_us=[w.end_us for w in ws],
+                        assets=assets if every else [assets[i] for i in rows],
+                        window_start_us=starts if every else starts[rows],
+                        window_end_us=ends if every else ends[rows],
                         scores=scores,
                         contributions=None if contrib is None else np.asarray(contrib),
-                        flags=mflags.tolist(),
+                        flags=mflags,
                         gated=gate,
-                        contexts=[w.context for w in ws],
+                        contexts=contexts if every else [contexts[i] for i in rows],
                         tracker=self.tracker,
                         k=self.settings.top_features,
                     ),
                 )
             )
-            ok = ~np.asarray(gate, dtype=bool)
+            ok = ~gate
             for ev in self.drift[m.name].update(scores[ok]):
                 res.events.append(("drift", str(ev.pop("message")), ev))
         res.events.extend(self._events)

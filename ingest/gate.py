@@ -54,7 +54,7 @@ class QualityGate:
         self._hwm = np.full(cap, np.iinfo(np.int64).min, dtype=np.int64)
         self._ring = np.full((cap, window), np.nan)
         self._ring_n = np.zeros(cap, dtype=np.int64)
-        self._seen: set[int] = set()
+        self._seen: set[bytes] = set()
         self._seen_order: deque[np.ndarray] = deque()
         self._seen_count = 0
 
@@ -181,7 +181,11 @@ class QualityGate:
         idx = np.flatnonzero(live)
         if len(idx) == 0:
             return dup
-        keys = g[idx] * np.int64(1_000_003) ^ ts[idx]  # a hash; a collision needs equal ts for one tag pair
+        # The exact (tag, ts) pair as one 16-byte key: a hash of the two collided for different pairs.
+        pair = np.empty((len(idx), 2), dtype=np.int64)
+        pair[:, 0] = g[idx]
+        pair[:, 1] = ts[idx]
+        keys = pair.view(np.dtype((np.void, 16))).ravel()
         order = np.argsort(keys, kind="stable")
         sk = keys[order]
         same = np.zeros(len(sk), dtype=bool)
@@ -194,7 +198,7 @@ class QualityGate:
             cand = np.flatnonzero(older & ~within)
             seen = self._seen
             for j in cand.tolist():
-                if int(keys[j]) in seen:
+                if keys[j].tobytes() in seen:
                     within[j] = True
         dup[idx[within]] = True
         fresh = keys[~within]

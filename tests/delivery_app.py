@@ -23,10 +23,12 @@ from ingest.mqtt.source import MqttSource
 from ingest.settings import MqttSourceSettings
 
 
-def make_source(url: str, topic: str, client_id: str, inbox: asyncio.Queue[Envelope]) -> MqttSource:
+def make_source(url: str, topic: str, client_id: str, inbox: asyncio.Queue[Envelope],
+                cut_journal: Path | None = None) -> MqttSource:
     settings = MqttSourceSettings(name="mqtt-test", topics=[topic], samples_path="samples",
                                   ts_format="epoch_us", client_id=client_id, batch_ms=50, batch_rows=5000)
-    return MqttSource(settings, BrokerSettings(url=url, session_expiry_s=3600), queue_emit(inbox))
+    return MqttSource(settings, BrokerSettings(url=url, session_expiry_s=3600), queue_emit(inbox),
+                      cut_journal=cut_journal)
 
 
 async def main(dsn: str, url: str, topic: str, spool_dir: str, client_id: str) -> None:
@@ -35,7 +37,9 @@ async def main(dsn: str, url: str, topic: str, spool_dir: str, client_id: str) -
     writer = HistorianWriter(HistorianSettings(dsn=dsn, write_timeout_s=5), dsn=dsn)
     sink = HistorianSink(inbox, writer, Spool(SpoolSettings(dir=Path(spool_dir)), metrics=metrics),
                          metrics=metrics, retry_interval_s=0.3)
-    source = make_source(url, topic, client_id, inbox)
+    # The cut journal lives beside the spool, as in the appliance: a redelivery after a crash is batched as
+    # before, so the ledger recognises what was committed before the kill.
+    source = make_source(url, topic, client_id, inbox, cut_journal=Path(spool_dir) / "mqtt-test.cuts")
     sup = Supervisor()
     sup.add(source)
     sup.add(sink)

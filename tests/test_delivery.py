@@ -357,9 +357,4 @@ async def test_appliance_sigkilled_mid_qos1_stream(private_pg: PrivatePostgres, 
     dups = compare_mqtt_rows(private_pg.dsn, list(range(count)), n, prefix)
     print(f"\n{count * n} samples in {count} QoS 1 messages; appliance SIGKILLed {kills} times; "
           f"{dups} duplicated rows")
-    if dups:
-        # Known limit of ingest.mqtt today: a batch's id is the hash of the messages batched together, and
-        # the messages the broker delivers again after a crash are batched differently, so the ledger cannot
-        # recognise the part that was committed before the kill. Nothing is lost; some rows are stored twice.
-        pytest.xfail(f"{dups} duplicated rows: MQTT source batch ids change when redelivered messages "
-                     "regroup")
+    assert dups == 0

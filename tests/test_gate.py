@@ -130,3 +130,22 @@ def test_many_tags_vectorized_batch() -> None:
     kept, dead = gate.apply(batch(tags, list(ts), list(vals)), NOW)
     assert kept.num_rows == n - 1 and dead.num_rows == 1
     assert gate.counters["in"] == n
+
+
+def test_distinct_tag_ts_pairs_that_collided_under_the_old_hash_are_both_kept() -> None:
+    """Tag ids 86 and 87 at these times gave one key under ``g * 1_000_003 ^ ts``; both are real samples."""
+    from edge.datamodel import samples_from_arrays
+    from ingest.gate import QualityGate
+    from ingest.settings import QualitySettings
+
+    tags = [f"t{i}" for i in range(88)]
+    gate = QualityGate(QualitySettings(max_past_s=10 * 365 * 86400.0, max_future_s=10 * 365 * 86400.0))
+    # register the tags in order so that t86 and t87 get ids 86 and 87
+    base = 1795908205793987
+    warm = samples_from_arrays([base - 10_000_000] * 88, tags, [1.0] * 88, source="s")
+    gate.apply(warm, base)
+    batch = samples_from_arrays([1795908205793987, 1795908205810820], ["t86", "t87"], [1.0, 2.0], source="s")
+    kept, dead = gate.apply(batch, base)
+    assert kept.num_rows == 2, dead.to_pylist()
+    again, dead2 = gate.apply(batch, base)  # the very same pairs again are duplicates
+    assert again.num_rows == 0 and dead2.num_rows == 2

@@ -59,3 +59,89 @@ def test_describe_shows_cuda_when_the_session_uses_it_fake_gpu(
     monkeypatch.setattr(ort, "InferenceSession", FakeGpuSession)
     rt = OnnxRuntime(onnx_model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert rt.describe()["providers_in_use"][0] == "CUDAExecutionProvider"
+
+
+def test_cuda_request_without_a_gpu_runs_on_cpu_without_the_library_error(
+    onnx_model: bytes, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """This machine has no GPU: CUDA/TensorRT are left out of the request, so onnxruntime prints no
+    "Failed to load library libonnxruntime_providers_cuda.so" error; one warning says why."""
+    from inference.runtimes.onnx_runtime import gpu_present
+
+    if gpu_present():
+        pytest.skip("a GPU is present here")
+    caplog.set_level(logging.WARNING, logger="inference.onnx")
+    capfd.readouterr()
+    rt = OnnxRuntime(
+        onnx_model, providers=["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    err = capfd.readouterr().err
+    assert rt.describe()["providers_in_use"] == ["CPUExecutionProvider"]
+    assert rt.describe()["providers_requested"][:2] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert "[E:onnxruntime" not in err and "libonnxruntime_providers_cuda" not in err, err
+    assert "Failed to create CUDAExecutionProvider" not in err, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no GPU is present" in warnings[0] and "CPUExecutionProvider" in warnings[0]
+
+
+def test_cuda_is_requested_when_a_gpu_is_present_fake_gpu(
+    onnx_model: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No GPU here: with the GPU check faked to say yes, the CUDA request reaches onnxruntime unchanged."""
+    import onnxruntime as ort
+
+    from inference.runtimes import onnx_runtime
+
+    real = ort.InferenceSession
+    seen: list[list[str]] = []
+
+    class FakeGpuSession(real):  # type: ignore[misc, valid-type]
+        def __init__(
+            self, src: object, sess_options: object = None, providers: list[str] | None = None
+        ) -> None:
+            seen.append(list(providers or []))
+            super().__init__(src, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnx_runtime, "gpu_present", lambda: True)
+    monkeypatch.setattr(ort, "InferenceSession", FakeGpuSession)
+    caplog.set_level(logging.WARNING, logger="inference.onnx")
+    rt = OnnxRuntime(onnx_model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert seen == [["CUDAExecutionProvider", "CPUExecutionProvider"]]
+    assert rt.in_use[0] == "CUDAExecutionProvider"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class _FakeDriver:
+    def __init__(self, init_rc: int, devices: int) -> None:
+        self.init_rc, self.devices = init_rc, devices
+
+    def cuInit(self, flags: int) -> int:  # the CUDA driver API's name
+        return self.init_rc
+
+    def cuDeviceGetCount(self, ptr: object) -> int:
+        ptr._obj.value = self.devices  # type: ignore[attr-defined]
+        return 0
+
+
+def test_gpu_check_follows_the_cuda_driver_fake_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver library is faked (no GPU here): missing library, no device, cuInit error, one device."""
+    import ctypes
+
+    from inference.runtimes.onnx_runtime import gpu_present
+
+    check = gpu_present.__wrapped__
+
+    def missing(name: str) -> object:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert check() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _FakeDriver(0, 0))
+    assert check() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _FakeDriver(100, 1))  # CUDA_ERROR_NO_DEVICE
+    assert check() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _FakeDriver(0, 1))
+    assert check() is True
