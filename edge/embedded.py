@@ -18,21 +18,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge.ports import free_port, stop_process
 
 SYSTEM_USER = "embedded_postgres"
 
 
 class ServiceError(RuntimeError):
     """An embedded service could not be started."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with closing(socket.socket()) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -184,12 +179,7 @@ class MqttBroker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
             self.proc = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
