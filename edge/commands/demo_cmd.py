@@ -32,7 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import logging
+
     from edge.demo import DemoOptions, run_demo
+    from edge.logs import setup_logging
+
+    # The demo talks through its own lines; logs show warnings unless asked for more. The simulator's
+    # unsecured endpoint makes asyncua warn on every start: expected here, so quiet.
+    setup_logging(args.log_level or "warning", args.log_format or "auto")
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
 
     opts = DemoOptions(duration_s=args.duration, historian_dsn=args.historian_dsn, mqtt_url=args.mqtt_url,
                        data_dir=args.data_dir, config_dir=args.config_dir, seed=args.seed,

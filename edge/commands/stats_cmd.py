@@ -54,6 +54,17 @@ def _settings(args: argparse.Namespace) -> MetricsSettings:
     return load_config(config_dir, args.box).config.metrics
 
 
+def _running_demo() -> dict[str, Any] | None:
+    """The running demo's state (``tui.commands.demo_state_path``), if it names a metrics endpoint."""
+    from tui.commands import demo_state_path
+
+    try:
+        state = json.loads(demo_state_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("metrics") else None
+
+
 def _stats(args: argparse.Namespace) -> int:
     problems: list[str] = []
     doc: dict[str, Any] | None = None
@@ -67,6 +78,12 @@ def _stats(args: argparse.Namespace) -> int:
             doc = read_state_file(args.state_file)
         except (OSError, ValueError) as exc:
             problems.append(f"{args.state_file}: {exc}")
+    elif args.dir is None and args.box is None and (demo := _running_demo()) is not None:
+        # `edge demo` in another terminal: read its endpoint, as `edge tui` does.
+        try:
+            doc = fetch(str(demo["metrics"]))
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            problems.append(f"demo at {demo['metrics']}: {exc}")
     else:
         try:
             settings = _settings(args)
