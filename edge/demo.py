@@ -59,6 +59,7 @@ class Services:
     writer_dsn: str
     reader_dsn: str
     mqtt_url: str
+    mqtt_protocol: str = "5"
     stops: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -91,22 +92,23 @@ def start_services(opts: DemoOptions) -> Services:
         stops.append(pg.stop)
         su = pg.dsn
         opts.out(f"historian: embedded PostgreSQL at {su}")
+    protocol = "5"
     if opts.mqtt_url:
         url = opts.mqtt_url
         opts.out(f"broker: {url} (given)")
     else:
         from edge.embedded import start_mqtt_broker
 
-        broker = start_mqtt_broker()
+        broker = start_mqtt_broker(prefer=os.environ.get("FE_DEMO_BROKER", "mosquitto"))
         stops.append(broker.stop)
-        url = broker.url
-        opts.out(f"broker: embedded at {url}")
+        url, protocol = broker.url, broker.protocol
+        opts.out(f"broker: embedded at {url} (MQTT {protocol})")
     import psycopg
 
     with psycopg.connect(su, autocommit=True) as conn:
         report = init_historian(conn)
     opts.out(f"historian schema: flavor {report.flavor}, {report.migrations}")
-    return Services(su, _with_user(su, "edge_writer"), _with_user(su, "edge_reader"), url, stops)
+    return Services(su, _with_user(su, "edge_writer"), _with_user(su, "edge_reader"), url, protocol, stops)
 
 
 def demo_config(opts: DemoOptions, services: Services, opcua_port: int, metrics_port: int) -> AppConfig:
@@ -121,7 +123,8 @@ def demo_config(opts: DemoOptions, services: Services, opcua_port: int, metrics_
         "metrics": cfg.metrics.model_copy(update={"listen": f"127.0.0.1:{metrics_port}",
                                                   "state_file": data / "stats.json"}),
         "historian": cfg.historian.model_copy(update={"dsn": services.writer_dsn, "password": None}),
-        "broker": cfg.broker.model_copy(update={"url": services.mqtt_url}),
+        "broker": cfg.broker.model_copy(update={"url": services.mqtt_url,
+                                                "protocol": services.mqtt_protocol}),
         "sources": sources,
         "spool": cfg.spool.model_copy(update={"dir": data / "spool"}),
         "inference": cfg.inference.model_copy(update={"models_dir": data / "models"}),

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -172,6 +173,7 @@ class MqttBroker:
     directory: Path
     proc: subprocess.Popen[bytes] | None
     host: str = "127.0.0.1"
+    protocol: str = "5"  # "3.1.1" for the amqtt stand-in
 
     @property
     def url(self) -> str:
@@ -190,18 +192,38 @@ class MqttBroker:
         self.stop()
 
 
-def start_mqtt_broker(port: int | None = None, timeout: float = 10.0) -> MqttBroker:
-    """Start ``mosquitto`` on 127.0.0.1 (``port`` or a free one) with a config of its own."""
+def start_mqtt_broker(port: int | None = None, timeout: float = 10.0,
+                      prefer: str = "mosquitto") -> MqttBroker:
+    """Start ``mosquitto`` on 127.0.0.1 (``port`` or a free one) with a config of its own; where none is
+    installed (or ``prefer="amqtt"``), the amqtt broker in a process of its own (MQTT 3.1.1 only)."""
     exe = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
-    if exe is None:
-        raise ServiceError("no MQTT broker: install mosquitto (apt-get install mosquitto) or pass --mqtt-url")
+    if exe is None or prefer == "amqtt":
+        return _start_amqtt(port or free_port(), timeout)
     port = port or free_port()
     directory = Path(tempfile.mkdtemp(prefix="fe-mqtt-"))
     conf = directory / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     broker = MqttBroker(port, directory, proc)
+    try:
+        _wait_port("127.0.0.1", port, timeout, proc)
+    except BaseException:
+        broker.stop()
+        raise
+    return broker
+
+
+def _start_amqtt(port: int, timeout: float) -> MqttBroker:
+    try:
+        import amqtt  # noqa: F401
+    except ImportError:
+        raise ServiceError("no MQTT broker: install mosquitto (apt-get install mosquitto), or amqtt "
+                           "(pip install amqtt), or pass --mqtt-url") from None
+    directory = Path(tempfile.mkdtemp(prefix="fe-amqtt-"))
+    proc = subprocess.Popen([sys.executable, "-m", "edge.amqtt_broker", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = MqttBroker(port, directory, proc, protocol="3.1.1")
     try:
         _wait_port("127.0.0.1", port, timeout, proc)
     except BaseException:

@@ -8,6 +8,7 @@ equipment does not have is null there.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -152,12 +153,28 @@ def model_inputs(features: pa.RecordBatch, names: Sequence[str]) -> tuple[np.nda
     return x, missing
 
 
-def model_inputs_from_matrix(names: Sequence[str], values: np.ndarray,
-                             wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``model_inputs`` from the extractor's (names, values) matrix: one gather, no Arrow round trip."""
+@functools.lru_cache(maxsize=256)
+def _columns(names: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[np.ndarray, bool, bool]:
+    """(column of each wanted feature in ``names`` or -1, all present, the identity gather)."""
     index = {n: i for i, n in enumerate(names)}
     cols = np.array([index.get(n, -1) for n in wanted], dtype=np.int64)
+    cols.setflags(write=False)
+    every = bool((cols >= 0).all())
+    return cols, every, every and len(cols) == len(names) and bool((cols == np.arange(len(cols))).all())
+
+
+def model_inputs_from_matrix(names: Sequence[str], values: np.ndarray,
+                             wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``model_inputs`` from the extractor's (names, values) matrix: one gather, no Arrow round trip (the
+    column lookup is cached per (names, wanted); all-present and identity gathers take a shorter path)."""
+    cols, every, identity = _columns(tuple(names), tuple(wanted))
     rows = values.shape[0]
+    if rows and every:
+        sub = values if identity else values[:, cols]
+        finite = np.isfinite(sub)
+        if finite.all():
+            return sub.astype(np.float32), np.zeros(rows, dtype=bool)
+        return np.where(finite, sub, 0.0).astype(np.float32), ~finite.all(axis=1)
     x = np.zeros((rows, len(wanted)), dtype=np.float32)
     missing = np.zeros(rows, dtype=bool)
     have = cols >= 0

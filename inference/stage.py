@@ -218,12 +218,12 @@ class InferenceStage:
         return Path(self.settings.models_dir) / "audit.emitted"
 
     def pending_audit(self) -> list[dict[str, Any]]:
-        """The registry's audit entries newer than the last ones emitted (all of them the first time)."""
+        """The registry's audit entries newer than the last ones committed (all of them the first time)."""
         from inference.packages import Registry
 
         marker = self._audit_marker()
-        last = marker.read_text().strip() if marker.exists() else ""
         try:
+            last = marker.read_text().strip() if marker.exists() else ""
             entries = Registry(self.settings.models_dir).audit_log()
         except (OSError, ValueError):
             log.warning("cannot read the model registry's audit log", exc_info=True)

@@ -80,3 +80,19 @@ def test_build_insights_matches_the_row_helpers() -> None:
         assert row["gated"] == g
         assert row["severity"] == ref.update(assets[i], "m", float(scores[i]), 1.0, g)
         assert json.loads(row["context"]) == {"batch": None, "work_order": f"WO-{i % 3}"}
+
+
+def test_top_features_text_at_extreme_magnitudes() -> None:
+    """The columnar JSON writes numbers as Python's repr of the 6-digit rounding: ties, carries (9.9999996),
+    the switches to exponent form (1e-05, 1e+16), subnormals, negative zero."""
+    vals = [9.9999996, 999999.6, 0.000099999996, 1e-4, 1e-5, 9.9999996e15, 1e16, 1e15, 1.2345678e17, -0.0,
+            5e-324, 1.7976931348623157e308, 0.5, 2.5, 1234565.0, 0.1234565, -9.9999996e-5, 1e5, 3.0,
+            12345678.9, 1.23456789e-310, -7.7e-315]
+    names = [f"f{i}" for i in range(len(vals))]
+    c = np.array([vals, vals[::-1]])
+    b = build_insights(
+        model="m", version="1", sha256="0" * 64, threshold=1.0, feature_names=names, assets=["a", "b"],
+        window_start_us=[0, 0], window_end_us=[1, 1], scores=np.zeros(2), contributions=c,
+        flags=[0, 0], gated=[False, False], contexts=[{}, {}], tracker=SeverityTracker(), k=len(vals),
+    )
+    assert b.column("top_features").to_pylist() == [top_features(names, row, len(vals)) for row in c]
