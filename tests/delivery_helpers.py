@@ -77,12 +77,8 @@ class PrivatePostgres:
 
 def queueing_mosquitto() -> MosquittoProcess:
     """A started mosquitto of the test's own whose persistent sessions survive its restart and queue without
-    a limit while a client is away. (As root, mosquitto drops to its own user, which must be able to write
-    its persistence file: ``MosquittoProcess``'s private dir is 0700 root, so sessions were lost.)"""
-    broker = MosquittoProcess(extra_conf="max_queued_messages 0")
-    if os.geteuid() == 0:
-        shutil.chown(broker.dir, "mosquitto")
-    return broker.start()
+    a limit while a client is away (``MosquittoProcess`` lets mosquitto write its persistence file)."""
+    return MosquittoProcess(extra_conf="max_queued_messages 0").start()
 
 
 # -- the test stream -------------------------------------------------------------------------------------
