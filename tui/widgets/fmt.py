@@ -96,5 +96,6 @@ def spark(values: Sequence[float], width: int = 20, lo: float | None = None, hi:
     return "".join(out)
 
 
-def short_asset(path: str, parts: int = 2) -> str:
+def short_asset(path: str, parts: int = 3) -> str:
+    """The end of an ISA-95 path that tells equipment apart on one site: line/cell/equipment."""
     return "/".join(path.split("/")[-parts:])
