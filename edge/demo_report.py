@@ -31,6 +31,8 @@ def summarize(dsn: str, labels_path: Path) -> Iterator[str]:
         alarms = conn.execute(
             "SELECT asset, window_start, window_end, severity, score, threshold FROM insights "
             "WHERE severity <> 'ok' AND NOT gated ORDER BY window_start").fetchall()
+        gated = conn.execute("SELECT asset, window_start, window_end FROM insights WHERE gated "
+                             "ORDER BY window_start").fetchall()
         reasons = conn.execute(
             "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC").fetchall()
         ctx = conn.execute(
@@ -51,7 +53,9 @@ def summarize(dsn: str, labels_path: Path) -> Iterator[str]:
         during = [a for a in hits if a[1] <= end]
         first = (f"first flagged {(hits[0][2] - start).total_seconds():.0f}s after it began" if hits
                  else "not flagged")
-        yield f"  {lb.get('kind')} on {machine}: {len(during)} windows flagged during it, {first}"
+        held = [g for g in gated if _same_machine(g[0], machine) and g[2] >= start and g[1] <= end]
+        note = f"; {len(held)} windows held back as bad input (no alarm)" if held else ""
+        yield f"  {lb.get('kind')} on {machine}: {len(during)} windows flagged during it, {first}{note}"
     faulty = {str(lb.get("machine") or "") for lb in labels}
     clean = [a for a in alarms if not any(_same_machine(a[0], m) for m in faulty if m)]
     yield f"windows flagged on machines with no injected fault (false alarms): {len(clean)}"
