@@ -11,12 +11,17 @@ Scenarios:
   sparkplug  Sparkplug B DDATA with 100 metrics (aliases) -> SAMPLES Arrow batches
 
 Run: .venv/bin/python bench/bench_mqtt.py [--scenario single batched sparkplug] [--repeat 3]
+     [--json-variant orjson arrow-1thread arrow-threads file]   (JSON codec variants, interleaved in the same
+     run; default: the codec's defaults only; "file" = the JsonCodec of --codec-file, e.g. an older version:
+     git show REV:ingest/codecs/json_codec.py > /tmp/json_codec_old.py)
+     [--codec-only]   (no broker: JsonCodec.decode + to_samples in process, 100 batched messages a call)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import statistics
 import sys
 import threading
@@ -37,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.envelope import Envelope
 from edge.settings import BrokerSettings
+from ingest.codecs import Decoded
+from ingest.codecs.json_codec import JsonCodec
 from ingest.codecs.sparkplug import DataType, make_payload
 from ingest.mqtt import MqttSource
 from ingest.settings import MqttSourceSettings
@@ -69,6 +76,21 @@ def make_session(port: int, client_id: str, topic: str) -> None:
     c.subscribe(topic, qos=0)
     if not done.wait(10):
         raise RuntimeError("no SUBACK")
+    c.disconnect()
+    c.loop_stop()
+
+
+def drop_session(port: int, client_id: str) -> None:
+    """End a persistent session (clean start, expiry 0), so that it queues nothing of the later loads."""
+    c = _client(port, client_id)
+    p = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    p.SessionExpiryInterval = 0
+    done = threading.Event()
+    c.on_connect = lambda *a: done.set()
+    c.connect("127.0.0.1", port, clean_start=True, properties=p)
+    c.loop_start()
+    if not done.wait(10):
+        raise RuntimeError("no CONNACK")
     c.disconnect()
     c.loop_stop()
 
@@ -115,7 +137,57 @@ def bare(port: int, client_id: str, n_messages: int) -> float:
     return dt
 
 
-def ours(port: int, client_id: str, topic: str, n_samples: int, **kw: Any) -> tuple[float, int]:
+JSON_VARIANTS: dict[str, dict[str, bool]] = {
+    "default": {},
+    "file": {},
+    "arrow-threads": {"arrow_json": True, "arrow_threads": True},
+    "arrow-1thread": {"arrow_json": True, "arrow_threads": False},
+    "orjson": {"arrow_json": False},
+}
+
+
+CODEC_FILE: list[str] = []  # --codec-file
+
+
+def json_codec_class(variant: str) -> Any:
+    """JsonCodec, or for the "file" variant the JsonCodec class of the module at --codec-file."""
+    if variant != "file":
+        return JsonCodec
+    spec = importlib.util.spec_from_file_location("json_codec_from_file", CODEC_FILE[0])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.JsonCodec
+
+
+def codec_only(variants: list[str], repeat: int, calls: int = 30) -> None:
+    """CPU and wall time of decode + to_samples, 100 batched messages (10,000 samples) a call, in process."""
+    msgs = batched_messages(100, "p")
+    kw = {"topic_pattern": "p/{line}/{machine}/{measure}", "tag_template": "{line}.{machine}.{measure}",
+          "samples_path": "samples"}
+    codecs = {v: json_codec_class(v)(**kw, **JSON_VARIANTS[v]) for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(repeat):
+        for v, codec in codecs.items():
+            def once(codec: Any = codec) -> int:
+                out = Decoded("bench")
+                codec.decode(msgs, 0, out)
+                return int(out.to_samples(0).num_rows)
+            assert once() == 10_000
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                once()
+            cpu[v].append((time.process_time() - c0) / (calls * len(msgs)) * 1e6)
+            wall[v].append((time.perf_counter() - w0) / (calls * len(msgs)) * 1e6)
+    for v in variants:
+        c, w = statistics.median(cpu[v]), statistics.median(wall[v])
+        print(f"== codec only [{v}]: CPU {c:.1f} us/msg ({c * 10:.0f} ns/sample), wall {w:.1f} us/msg "
+              f"(medians of {repeat})", flush=True)
+
+
+def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "default",
+         **kw: Any) -> tuple[float, int]:
     """Seconds MqttSource takes to turn the queued messages into SAMPLES batches; and the batch count."""
 
     async def main() -> tuple[float, int]:
@@ -142,7 +214,14 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, **kw: Any) -> tu
             **kw,
         )
         broker = BrokerSettings(url=f"mqtt://127.0.0.1:{port}")  # type: ignore[call-arg]
-        source = MqttSource(settings, broker, emit)
+        codec = None
+        if variant != "default":
+            codec = json_codec_class(variant)(
+                topic_pattern=settings.topic_pattern, tag_template=settings.tag_from_topic,
+                value_path=settings.value_path, ts_path=settings.ts_path, quality_path=settings.quality_path,
+                samples_path=settings.samples_path, **JSON_VARIANTS[variant],
+            )
+        source = MqttSource(settings, broker, emit, codec=codec)
         t0 = time.perf_counter()
         task = asyncio.create_task(source.run())
         try:
@@ -209,7 +288,7 @@ def sparkplug_messages(n: int, group: str, metrics: int = 100) -> list[tuple[str
     return out
 
 
-def scenario(name: str, broker: MosquittoProcess, repeat: int) -> dict[str, Any]:
+def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[str]) -> list[dict[str, Any]]:
     port = broker.port
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     kw: dict[str, Any] = {}
@@ -240,46 +319,52 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int) -> dict[str, Any]
         topic = f"spBv1.0/{group}/#"
         kw = {"codec": "sparkplug"}
     n_samples = n_msgs * per
-    bare_s: list[float] = []
-    ours_s: list[float] = []
-    bare_cpu: list[float] = []
-    ours_cpu: list[float] = []
-    batches: list[int] = []
+    whos = ["bare", *(f"ours:{v}" for v in variants)]
+    wall: dict[str, list[float]] = {w: [] for w in whos}
+    cpu: dict[str, list[float]] = {w: [] for w in whos}
+    batches: dict[str, list[int]] = {w: [] for w in whos}
     for r in range(repeat):
-        for who in ("bare", "ours") if r % 2 == 0 else ("ours", "bare"):
-            cid = f"{who}-{uuid.uuid4().hex[:6]}"
+        order = whos if r % 2 == 0 else whos[::-1]
+        for who in order:
+            cid = f"{who.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
             make_session(port, cid, topic)
             load(port, msgs)
             cpu0 = time.process_time()
             if who == "bare":
-                bare_s.append(bare(port, cid, len(msgs)))
-                bare_cpu.append(time.process_time() - cpu0)
+                wall[who].append(bare(port, cid, len(msgs)))
             else:
-                dt, nb = ours(port, cid, topic, n_samples, **kw)
-                ours_s.append(dt)
-                ours_cpu.append(time.process_time() - cpu0)
-                batches.append(nb)
-            print(
-                f"  {name} run {r + 1} {who}: {(bare_s if who == 'bare' else ours_s)[-1]:.2f} s", flush=True
-            )
-    b, o = statistics.median(bare_s), statistics.median(ours_s)
-    res = {
-        "scenario": name,
-        "messages": len(msgs),
-        "samples": n_samples,
-        "repeat": repeat,
-        "bare_msgs_per_s": len(msgs) / b,
-        "ours_msgs_per_s": len(msgs) / o,
-        "ours_samples_per_s": n_samples / o,
-        "ratio": b / o,
-        "batches": statistics.median(batches),
-        "bare_cpu_us_per_msg": statistics.median(bare_cpu) / len(msgs) * 1e6,
-        "ours_cpu_us_per_msg": statistics.median(ours_cpu) / len(msgs) * 1e6,
-        "cpu_ratio": statistics.median(bare_cpu) / statistics.median(ours_cpu),
-        "bare_runs_s": [round(x, 3) for x in bare_s],
-        "ours_runs_s": [round(x, 3) for x in ours_s],
-    }
-    return res
+                dt, nb = ours(port, cid, topic, n_samples, variant=who.split(":", 1)[1], **kw)
+                wall[who].append(dt)
+                batches[who].append(nb)
+            cpu[who].append(time.process_time() - cpu0)
+            drop_session(port, cid)  # else every later load is queued for this session too
+            print(f"  {name} run {r + 1} {who}: {wall[who][-1]:.2f} s, CPU {cpu[who][-1]:.2f} s", flush=True)
+    b = statistics.median(wall["bare"])
+    b_cpu = statistics.median(cpu["bare"])
+    results = []
+    for who in whos[1:]:
+        o = statistics.median(wall[who])
+        o_cpu = statistics.median(cpu[who])
+        results.append({
+            "scenario": name,
+            "variant": who.split(":", 1)[1],
+            "messages": len(msgs),
+            "samples": n_samples,
+            "repeat": repeat,
+            "bare_msgs_per_s": len(msgs) / b,
+            "ours_msgs_per_s": len(msgs) / o,
+            "ours_samples_per_s": n_samples / o,
+            "ratio": b / o,
+            "batches": statistics.median(batches[who]),
+            "bare_cpu_us_per_msg": b_cpu / len(msgs) * 1e6,
+            "ours_cpu_us_per_msg": o_cpu / len(msgs) * 1e6,
+            "ours_cpu_ns_per_sample": o_cpu / n_samples * 1e9,
+            "cpu_ratio": b_cpu / o_cpu,
+            "bare_runs_s": [round(x, 3) for x in wall["bare"]],
+            "ours_runs_s": [round(x, 3) for x in wall[who]],
+            "ours_runs_cpu_s": [round(x, 3) for x in cpu[who]],
+        })
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +376,18 @@ def main(argv: list[str] | None = None) -> int:
         choices=["single", "batched", "sparkplug"],
     )
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json-variant", nargs="+", default=["default"], choices=list(JSON_VARIANTS),
+                    help="JSON codec variants measured side by side (batched and single scenarios)")
+    ap.add_argument("--codec-file", help='a json_codec.py whose JsonCodec is the variant "file"')
+    ap.add_argument("--codec-only", action="store_true", help="no broker: the codec alone, in process")
     args = ap.parse_args(argv)
+    if "file" in args.json_variant:
+        if not args.codec_file:
+            ap.error('--json-variant file needs --codec-file')
+        CODEC_FILE.append(args.codec_file)
+    if args.codec_only:
+        codec_only(args.json_variant, max(args.repeat, 1))
+        return 0
     broker = MosquittoProcess(
         extra_conf="max_queued_messages 0\nmax_queued_bytes 0\nqueue_qos0_messages true\n"
         "max_inflight_messages 0\n"
@@ -299,16 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     report: Callable[[dict[str, Any]], None] = lambda r: print(orjson.dumps(r).decode(), flush=True)  # noqa: E731
     try:
         for name in args.scenario:
-            res = scenario(name, broker, args.repeat)
-            report(res)
-            print(
-                f"== {name}: bare {res['bare_msgs_per_s']:,.0f} msg/s | "
-                f"ours {res['ours_msgs_per_s']:,.0f} msg/s"
-                f" = {res['ours_samples_per_s']:,.0f} samples/s | ratio {res['ratio']:.2f} | CPU/msg bare "
-                f"{res['bare_cpu_us_per_msg']:.1f} us, ours {res['ours_cpu_us_per_msg']:.1f} us "
-                f"(CPU ratio {res['cpu_ratio']:.2f})",
-                flush=True,
-            )
+            variants = args.json_variant if name != "sparkplug" else ["default"]
+            for res in scenario(name, broker, args.repeat, variants):
+                report(res)
+                print(
+                    f"== {name} [{res['variant']}]: bare {res['bare_msgs_per_s']:,.0f} msg/s | "
+                    f"ours {res['ours_msgs_per_s']:,.0f} msg/s = {res['ours_samples_per_s']:,.0f} samples/s"
+                    f" | ratio {res['ratio']:.2f} | CPU/msg bare {res['bare_cpu_us_per_msg']:.1f} us, ours "
+                    f"{res['ours_cpu_us_per_msg']:.1f} us (CPU ratio {res['cpu_ratio']:.2f}; ours "
+                    f"{res['ours_cpu_ns_per_sample']:.0f} ns CPU/sample)",
+                    flush=True,
+                )
     finally:
         broker.cleanup()
     return 0

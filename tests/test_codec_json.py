@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
@@ -203,6 +204,8 @@ def test_fuzz_random_bytes_never_crash(payloads: list[bytes]) -> None:
     for codec in (
         JsonCodec(topic_pattern="plant/{l}/{m}/{x}", tag_template="{l}.{m}.{x}"),
         JsonCodec(samples_path="samples"),
+        JsonCodec(samples_path="samples", arrow_json=True),
+        JsonCodec(samples_path="samples", arrow_json=True, arrow_threads=True),
     ):
         batch, out = decode(codec, msgs)
         assert batch.schema == SAMPLES
@@ -231,3 +234,193 @@ def test_fuzz_random_json_batched(lists: list[list[object]]) -> None:
     assert batch.schema == SAMPLES
     assert batch.num_rows + len(out.dead) == sum(len(s) for s in lists)
     assert all(d.reason and d.payload is not None for d in out.dead.items)
+
+
+# -- the pyarrow.json path for batched payloads (samples_path set, several messages a call) ---------------
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int_rows(batch: pa.RecordBatch) -> list[tuple[object, ...]]:
+    cols = [batch.column(c).cast(pa.int64()) if c == "ts" else batch.column(c) for c in
+            ("tag", "ts", "value", "quality", "flags")]
+    return list(zip(*(c.to_pylist() for c in cols), strict=True))
+
+
+def _batched_codec(**kw: object) -> JsonCodec:
+    kw = {"arrow_json": True, **kw}
+    return JsonCodec(
+        topic_pattern="plant/{line}/{machine}/{measure}",
+        tag_template="{line}.{machine}.{measure}",
+        samples_path="samples",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _same_as_per_message(
+    codec_kw: Mapping[str, object], msgs: list[tuple[str, bytes]]
+) -> tuple[JsonCodec, Decoded]:
+    """Decodes with the Arrow path and with the per-message path; asserts the same rows and dead letters."""
+    fast = _batched_codec(**codec_kw)
+    batch, out = decode(fast, msgs)
+    ref_batch, ref_out = decode(_batched_codec(arrow_json=False, **codec_kw), msgs)
+    assert sorted(_int_rows(batch)) == sorted(_int_rows(ref_batch))
+    assert sorted((d.reason, d.payload) for d in out.dead.items) == sorted(
+        (d.reason, d.payload) for d in ref_out.dead.items
+    )
+    return fast, out
+
+
+def test_arrow_path_decodes_a_call_of_batched_messages() -> None:
+    msgs = [
+        (
+            f"plant/l1/m{i % 3}/vib",
+            orjson.dumps(
+                {"samples": [{"ts": _iso(T0_US + i * 1000 + k), "value": k * 0.5 + i, "quality": 0} for k in
+                             range(100)]}
+            ),
+        )
+        for i in range(20)
+    ]
+    codec, out = _same_as_per_message({}, msgs)
+    assert codec._arrow is not None and codec._arrow.arrow_calls == 1 and codec._arrow.fallback_calls == 0
+    assert out.num_rows == 2000 and len(out.dead) == 0
+    batch = out.to_samples(T0_US)
+    assert batch.schema == SAMPLES
+    r = rows(batch)
+    assert r[0] == ("l1.m0.vib", T0_US, 0.0, 0, 0)
+    assert r[101] == ("l1.m1.vib", T0_US + 1000, 1.5, 0, 0)
+
+
+def test_arrow_path_timestamps_with_offsets_without_and_bad_ones() -> None:
+    msgs = [
+        ("plant/a/b/c", b'{"samples": [{"ts": "2026-03-01T13:00:00+01:00", "value": 1},'
+                        b' {"ts": "2026-03-01T07:00:00.5-05:00", "value": 2}]}'),
+        ("plant/a/b/c", b'{"samples": [{"ts": "2026-03-01T12:00:00.250Z", "value": 3}]}'),
+    ]
+    codec, out = _same_as_per_message({}, msgs)
+    assert codec._arrow is not None and codec._arrow.arrow_calls == 1
+    assert [r[1] for r in rows(out.to_samples(T0_US))] == [T0_US, T0_US + 500_000, T0_US + 250_000]
+    # no offset (UTC), mixed with offsets, and one that is not a time: only that one is a dead letter
+    # the reader parses them (ts_kind "timestamp"); one that is not a time makes it fail the call, which then
+    # goes per message, and the next calls read strings and cast them: only the bad one is a dead letter
+    bad = b'{"samples": [{"ts": "2026-03-01T12:00:00", "value": 4}, {"ts": "soon", "value": 5}]}'
+    codec, out = _same_as_per_message({}, [*msgs, ("plant/a/b/c", bad)])
+    assert codec._arrow is not None and codec._arrow.fallback_calls == 1 and codec._arrow.ts_kind == "string"
+    _, out = decode(codec, [*msgs, ("plant/a/b/c", bad)])
+    assert codec._arrow.arrow_calls == 1
+    assert [r[1] for r in rows(out.to_samples(T0_US))] == [T0_US, T0_US + 500_000, T0_US + 250_000, T0_US]
+    assert [(d.reason, d.payload) for d in out.dead.items] == [(Reason.BAD_TIMESTAMP, bad)]
+
+
+def test_arrow_path_epoch_numbers_are_learned() -> None:
+    ms = [
+        ("plant/a/b/c", orjson.dumps({"samples": [{"ts": T0_US // 1000 + k, "value": k}]})) for k in range(3)
+    ]
+    codec = _batched_codec()
+    batch, _ = decode(codec, ms)  # strings expected: Arrow rejects the call, the per-message path takes it
+    assert [r[1] for r in rows(batch)] == [T0_US, T0_US + 1000, T0_US + 2000]
+    assert codec._arrow is not None and codec._arrow.fallback_calls == 1 and codec._arrow.ts_kind == "int"
+    batch, _ = decode(codec, ms)
+    assert codec._arrow.arrow_calls == 1
+    assert [r[1] for r in rows(batch)] == [T0_US, T0_US + 1000, T0_US + 2000]
+    for kw, ts in (({"ts_format": "epoch_ns"}, T0_US * 1000), ({}, T0_US / 1e6), ({}, T0_US)):
+        msgs = [("plant/a/b/c", orjson.dumps({"samples": [{"ts": ts, "value": 1}]}))] * 2
+        codec, out = _same_as_per_message(kw, msgs)
+        decode(codec, msgs)
+        assert codec._arrow is not None and codec._arrow.arrow_calls >= 1
+        assert [r[1] for r in rows(out.to_samples(T0_US))] == [T0_US, T0_US]
+
+
+def test_arrow_path_mixed_good_and_bad_messages_in_one_call() -> None:
+    good = orjson.dumps({"samples": [{"ts": "2026-03-01T12:00:00Z", "value": 1.5, "quality": 0x80000000}]})
+    no_value = b'{"samples": [{"ts": "2026-03-01T12:00:00Z"}, {"ts": "2026-03-01T12:00:00Z", "value": 2}]}'
+    null_value = b'{"samples": [{"ts": "2026-03-01T12:00:00Z", "value": null}]}'
+    no_ts = b'{"samples": [{"value": 3}]}'
+    no_list = b'{"other": 1}'
+    null_quality = (
+        b'{"samples": [{"ts": "2026-03-01T12:00:00Z", "value": 4, "quality": null},'
+        b' {"ts": "2026-03-01T12:00:00Z"}]}'
+    )
+    msgs = [
+        ("plant/a/b/c", good),
+        ("plant/a/b/c", no_value),
+        ("plant/a/b/d", null_value),
+        ("plant/a/b/c", no_ts),
+        ("plant/a/b/c", no_list),
+        ("elsewhere", good),
+        ("plant/a/b/e", b"not json"),
+        ("plant/a/b/e", b'{"samples": [{"ts": "2026-03-01T12:00:00Z", "value": 6}]}\n'),
+        ("plant/a/b/f", null_quality),
+        ("plant/a/b/g", b'{"samples": []}'),
+    ]
+    codec, out = _same_as_per_message({}, msgs)
+    assert codec._arrow is not None and codec._arrow.arrow_calls == 1  # none of these makes Arrow fail
+    assert sorted(r[2:4] for r in rows(out.to_samples(T0_US))) == [(1.5, 2), (2.0, 0), (4.0, 0), (6.0, 0)]
+    assert sorted(d.reason for d in out.dead.items) == sorted(
+        [Reason.MISSING_FIELD, Reason.TYPE_COERCION, Reason.MISSING_FIELD, Reason.BAD_SHAPE,
+         Reason.UNMAPPED_TOPIC, Reason.UNDECODABLE, Reason.MISSING_FIELD]
+    )
+    # what Arrow rejects (a numeric string, a boolean, a wrong shape) sends the whole call per message
+    msgs += [
+        ("plant/a/b/h", b'{"samples": [{"ts": "2026-03-01T12:00:00Z", "value": "2.5"}]}'),
+        ("plant/a/b/h", b'{"samples": [{"ts": "2026-03-01T12:00:00Z", "value": true}]}'),
+        ("plant/a/b/h", b'{"samples": 3}'),
+    ]
+    codec, out = _same_as_per_message({}, msgs)
+    assert codec._arrow is not None and codec._arrow.fallback_calls == 1
+    assert out.dead.counters[Reason.BAD_SHAPE] == 2
+
+
+def test_arrow_path_nested_paths_and_no_timestamp() -> None:
+    msgs = [
+        ("plant/a/b/c", orjson.dumps({"d": {"s": [{"v": {"x": k}, "q": {"c": k % 3}} for k in range(4)]}}))
+        for _ in range(3)
+    ]
+    kw: dict[str, object] = {
+        "samples_path": "d.s", "value_path": "v.x", "ts_path": None, "quality_path": "q.c"
+    }
+    fast = JsonCodec(arrow_json=True, **kw)  # type: ignore[arg-type]
+    batch, _ = decode(fast, msgs, recv_us=T0_US + 1)
+    ref, _ = decode(JsonCodec(arrow_json=False, **kw), msgs, recv_us=T0_US + 1)  # type: ignore[arg-type]
+    assert fast._arrow is not None and fast._arrow.arrow_calls == 1
+    assert rows(batch) == rows(ref)
+    assert [r[1:4] for r in rows(batch)][:4] == [(T0_US + 1, float(k), k % 3) for k in range(4)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(sample_like | json_values, max_size=6).map(lambda s: {"samples": s})
+        | json_values
+        | st.fixed_dictionaries(
+            {"samples": st.lists(
+                st.fixed_dictionaries(
+                    {"ts": st.sampled_from(["2026-03-01T12:00:00Z", "2026-03-01T12:00:00", "x", "2026-03-01",
+                                            "2026-03-01 12:00:00+02:00", "2026-03-01T12:00:00.123456789Z",
+                                            "2026-03-01T12:00Z", "2026-03-01T12:00:00+0530", ""])
+                     | st.integers(-(2**64), 2**64) | st.floats(),
+                     "value": st.floats() | st.integers(-(2**65), 2**65) | st.none()},
+                    optional={"quality": st.integers(-(2**40), 2**40) | st.none()},
+                ),
+                max_size=4,
+            )}
+        ),
+        max_size=6,
+    )
+)
+def test_fuzz_arrow_path_matches_per_message_path(objs: list[object]) -> None:
+    msgs = [("plant/a/b/c", json.dumps(o).encode()) for o in objs]
+    _same_as_per_message({}, msgs)
+
+
+def test_arrow_path_large_payloads_and_threads() -> None:
+    big = {"samples": [{"ts": _iso(T0_US + k), "value": float(k), "quality": 1} for k in range(30_000)]}
+    msgs = [("plant/a/b/c", orjson.dumps(big)), ("plant/a/b/d", orjson.dumps(big))]  # 2 x 1.3 MB
+    assert len(msgs[0][1]) > 1 << 20
+    for threads in (False, True):
+        codec, out = _same_as_per_message({"arrow_threads": threads}, msgs)
+        assert codec._arrow is not None and codec._arrow.arrow_calls == 1
+        assert out.num_rows == 60_000 and len(out.dead) == 0

@@ -9,6 +9,12 @@ lists with C-level getters, and then converted once, vectorized: numbers with nu
 an Arrow cast (UTC offsets and ``Z`` honoured; strings without an offset are UTC), epoch numbers in
 s/ms/us/ns (by config, or guessed per value from the magnitude). Anything the fast path cannot take falls
 back to a careful per-element path that dead-letters exactly the bad elements with their reason.
+
+``arrow_json=True`` (off by default) parses the batched form (``samples_path`` set) of a whole decode call
+with ``pyarrow.json.read_json`` instead (``_ArrowBatched``; same rows and dead letters, checked by a
+differential fuzz test). On the 2-core box it did not beat orjson end to end (694-819 vs 678-797 ns of CPU a
+sample, see BENCHMARKS.md), so the orjson path is the default; ``arrow_threads=True`` lets Arrow use its
+threads.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from edge.datamodel import TS, Quality, QualityFlag
 from ingest.codecs import Decoded, RawMessage
@@ -148,7 +156,8 @@ class JsonCodec:
     def __init__(self, *, topic_pattern: str | None = None, tag_template: str = "{topic}",
                  value_path: str = "value", ts_path: str | None = "ts", quality_path: str | None = "quality",
                  samples_path: str | None = None, tag_path: str | None = None,
-                 ts_format: TsFormat = "auto", max_topic_cache: int = 100_000) -> None:
+                 ts_format: TsFormat = "auto", max_topic_cache: int = 100_000,
+                 arrow_json: bool = False, arrow_threads: bool = False) -> None:
         self.topic_re = compile_topic_pattern(topic_pattern) if topic_pattern else None
         self.tag_template = tag_template
         self.value_path, self.ts_path, self.quality_path = value_path, ts_path, quality_path
@@ -157,11 +166,13 @@ class JsonCodec:
         self._get_value = make_getter(value_path)
         self._get_ts = make_getter(ts_path) if ts_path else None
         self._get_quality = _get_or(make_getter(quality_path), 0) if quality_path else None
+        self._get_quality_strict = make_getter(quality_path) if quality_path else None  # C-level, may raise
         self._get_samples = make_getter(samples_path) if samples_path is not None else None
         self._get_name = make_getter(tag_path) if tag_path else None
         self._topic_cache: dict[str, tuple[dict[str, str], str | None]] = {}
         self._tag_cache: dict[tuple[str, str], str] = {}
         self._max_cache = max_topic_cache
+        self._arrow = _ArrowBatched(self, arrow_threads) if arrow_json else None
 
     @classmethod
     def from_settings(cls, s: Any) -> JsonCodec:
@@ -203,6 +214,13 @@ class JsonCodec:
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode(self, messages: Sequence[RawMessage], recv_us: int, out: Decoded) -> None:
+        if self._arrow is not None and self._arrow.usable and len(messages) > 1:
+            self._arrow.decode(messages, recv_us, out)
+        else:
+            self.decode_objects(messages, recv_us, out)
+
+    def decode_objects(self, messages: Sequence[RawMessage], recv_us: int, out: Decoded) -> None:
+        """The per-message path: orjson, then the fields gathered and converted at once."""
         vals: list[Any] = []
         tss: list[Any] = []
         quals: list[Any] = []
@@ -243,9 +261,7 @@ class JsonCodec:
                     samples = get_s(obj)
                     if not isinstance(samples, list):
                         raise TypeError(f"{self.samples_path!r} is not a list")
-                    mv = list(map(get_v, samples))
-                    mt = list(map(get_t, samples)) if get_t is not None else [recv_us] * len(samples)
-                    mq = list(map(get_q, samples)) if get_q is not None else [0] * len(samples)
+                    mv, mt, mq = self._fields(samples, recv_us)
                     if tag is not None:
                         mc = [code(tag)] * len(samples)
                     else:
@@ -260,6 +276,20 @@ class JsonCodec:
                 owner.extend([i] * len(mv))
         if vals:
             self._convert(vals, tss, quals, codes, owner, messages, recv_us, out)
+
+    def _fields(self, samples: list[Any], recv_us: int) -> tuple[list[Any], list[Any], list[Any]]:
+        """Values, timestamps and qualities of samples, C-level getters. Raises LookupError/TypeError."""
+        n = len(samples)
+        mv = list(map(self._get_value, samples))
+        mt = list(map(self._get_ts, samples)) if self._get_ts is not None else [recv_us] * n
+        if self._get_quality_strict is None:
+            mq = [0] * n
+        else:
+            try:  # every sample has a quality: the C-level getter (3x faster than the defaulting one)
+                mq = list(map(self._get_quality_strict, samples))
+            except (LookupError, TypeError):
+                mq = list(map(self._get_quality, samples))  # type: ignore[arg-type]
+        return mv, mt, mq
 
     def _careful(self, obj: Any, topic: str, tvars: dict[str, str], tag: str | None, payload: bytes,
                  recv_us: int, out: Decoded, first_error: Exception) -> None:
@@ -374,14 +404,7 @@ class JsonCodec:
                 strings = pa.array(tss, type=pa.string())
             except (pa.ArrowTypeError, pa.ArrowInvalid):
                 return None
-            try:
-                return np.asarray(strings.cast(TS).cast(pa.int64()))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-            try:  # no offsets at all: the strings are UTC
-                return np.asarray(strings.cast(pa.timestamp("us")).cast(pa.int64()))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return None
+            return _cast_iso(strings)
         try:
             arr = np.asarray(tss)
         except (ValueError, TypeError, OverflowError):
@@ -395,6 +418,18 @@ class JsonCodec:
                     return _epoch_to_us(arr, self.ts_format)
             except (FloatingPointError, OverflowError):
                 return None
+        return None
+
+
+def _cast_iso(strings: pa.Array) -> np.ndarray | None:
+    """ISO 8601 strings to epoch microseconds with one Arrow cast; None if any does not parse."""
+    try:
+        return np.asarray(strings.cast(TS).cast(pa.int64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:  # no offsets at all: the strings are UTC
+        return np.asarray(strings.cast(pa.timestamp("us")).cast(pa.int64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
 
@@ -431,3 +466,241 @@ class _Vars(dict[str, str]):
         if key.startswith("l") and key[1:].isdigit() and int(key[1:]) < len(self._levels):
             return self._levels[int(key[1:])]
         raise LookupError(f"tag template names {{{key}}}, which the topic pattern does not define")
+
+
+class _NotFast(Exception):
+    """The Arrow path cannot take this decode call; the per-message path does."""
+
+
+_TS_TYPES = {"timestamp": TS, "string": pa.string(), "int": pa.int64(), "float": pa.float64()}
+
+
+class _ArrowBatched:
+    """Batched payloads (``samples_path`` set): all messages of a decode call parsed by ``pyarrow.json``.
+
+    The payloads are joined newline-delimited and read in one C++ call with an explicit schema (value float64,
+    quality int64; the timestamp as ``timestamp[us, UTC]``, parsed by the reader, or, once the reader rejected
+    one, as strings cast afterwards with per-element dead letters, or as epoch numbers int64/float64: learned
+    from the first sample after a failure), the list of samples is flattened with ``list_flatten`` and
+    ``list_parent_indices`` maps each sample back to its message (tag, dead letters). Equivalence with the
+    per-message path: a message with anything the schema cannot hold (a missing value or timestamp, a null
+    list, NaN) goes to the per-message path, alone; if Arrow rejects the input at all (a numeric string, a
+    boolean value, a wrong shape, bad JSON), the whole call goes to the per-message path, and after repeated
+    failures the Arrow path is skipped for up to 63 calls. Payloads that are not plain ASCII, contain a line
+    break or do not start with ``{`` always take the per-message path (Arrow splits lines and does not
+    validate UTF-8 the way orjson does). Not used (``usable`` False) with ``tag_path`` or list indices in a
+    path.
+    """
+
+    MAX_FAILS = 7
+
+    def __init__(self, codec: JsonCodec, threads: bool) -> None:
+        self.codec = codec
+        self.threads = threads
+        self.usable = False
+        self.ts_kind = "int" if codec.ts_format.startswith("epoch") else "timestamp"
+        self._fails = 0
+        self._skip = 0
+        self.arrow_calls = 0  # decode calls that went through pyarrow.json (counters for tests and benches)
+        self.fallback_calls = 0  # decode calls Arrow rejected or skipped (all per-message)
+        self._options: dict[str, pajson.ParseOptions] = {}
+        if codec.samples_path is None or codec.tag_path is not None:
+            return
+
+        def split(path: str) -> list[str]:
+            return [p for p in path.split(".") if p != ""]
+
+        self.samples_parts = split(codec.samples_path)
+        self.fields: dict[str, list[str]] = {"value": split(codec.value_path)}
+        if codec.ts_path:
+            self.fields["ts"] = split(codec.ts_path)
+        if codec.quality_path:
+            self.fields["quality"] = split(codec.quality_path)
+        paths = [self.samples_parts, *self.fields.values()]
+        if any(not parts or any(p.lstrip("-").isdigit() for p in parts) for parts in paths):
+            return  # list indices or the whole object: per-message path
+        inner = list(self.fields.values())
+        if any(a is not b and b[: len(a)] == a for a in inner for b in inner):
+            return
+        self.usable = True
+
+    def _parse_options(self) -> pajson.ParseOptions:
+        opts = self._options.get(self.ts_kind)
+        if opts is None:
+            types = {"value": pa.float64(), "ts": _TS_TYPES[self.ts_kind], "quality": pa.int64()}
+            tree: dict[str, Any] = {}
+            for name, parts in self.fields.items():
+                node = tree
+                for p in parts[:-1]:
+                    node = node.setdefault(p, {})
+                node[parts[-1]] = types[name]
+
+            def build(node: dict[str, Any]) -> pa.DataType:
+                return pa.struct([(k, build(v) if isinstance(v, dict) else v) for k, v in node.items()])
+
+            t: pa.DataType = pa.list_(build(tree))
+            for p in reversed(self.samples_parts[1:]):
+                t = pa.struct([(p, t)])
+            schema = pa.schema([(self.samples_parts[0], t)])
+            opts = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+            self._options[self.ts_kind] = opts
+        return opts
+
+    def decode(self, messages: Sequence[RawMessage], recv_us: int, out: Decoded) -> None:
+        codec = self.codec
+        if self._skip > 0:
+            self._skip -= 1
+            self.fallback_calls += 1
+            codec.decode_objects(messages, recv_us, out)
+            return
+        fast: list[int] = []
+        tags: list[str] = []
+        slow: list[RawMessage] = []
+        for i, (topic, payload) in enumerate(messages):
+            try:
+                tag = codec._topic_vars(topic)[1]
+            except (LookupError, ValueError, IndexError):
+                slow.append(messages[i])  # dead-lettered there
+                continue
+            if (tag is not None and payload[:1] == b"{" and b"\n" not in payload and b"\r" not in payload
+                    and payload.isascii()):
+                fast.append(i)
+                tags.append(tag)
+            else:
+                slow.append(messages[i])
+        if len(fast) < 2:
+            codec.decode_objects(messages, recv_us, out)
+            return
+        payloads = [messages[i][1] for i in fast]
+        joined = b"\n".join(payloads)
+        try:
+            table = pajson.read_json(
+                pa.BufferReader(joined),
+                read_options=pajson.ReadOptions(use_threads=self.threads,
+                                                block_size=self._block_size(payloads)),
+                parse_options=self._parse_options(),
+            )
+            if table.num_rows != len(fast):
+                raise _NotFast("row count")
+            bad_msg = self._add(table, tags, payloads, recv_us, out)
+        except (_NotFast, pa.ArrowException, ValueError, TypeError, OverflowError, FloatingPointError):
+            self._failed(messages)
+            self.fallback_calls += 1
+            codec.decode_objects(messages, recv_us, out)
+            return
+        self._fails = 0
+        self.arrow_calls += 1
+        slow.extend(messages[fast[j]] for j in np.flatnonzero(bad_msg))
+        if slow:
+            codec.decode_objects(slow, recv_us, out)
+
+    def _block_size(self, payloads: list[bytes]) -> int:
+        """Blocks of about 128 kB when threaded (4-8 blocks a call in parallel), else one block."""
+        longest = max(map(len, payloads)) + 1  # a block must hold a whole line
+        total = sum(map(len, payloads)) + len(payloads)
+        return max(longest, 1 << 17 if self.threads else total)
+
+    def _add(self, table: pa.Table, tags: list[str], payloads: list[bytes], recv_us: int,
+             out: Decoded) -> np.ndarray:
+        """Adds the samples of the good messages; returns which messages need the per-message path."""
+        lists: Any = table.column(0).combine_chunks()
+        for p in self.samples_parts[1:]:
+            lists = pc.struct_field(lists, p)
+        bad_msg: np.ndarray = ~lists.is_valid().to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(lists)
+        owner = pc.list_parent_indices(lists).to_numpy()
+        if len(owner) != len(flat):
+            raise _NotFast("list shape")
+
+        def field(name: str) -> Any:
+            a: Any = flat
+            for p in self.fields[name]:
+                a = pc.struct_field(a, p)
+            return a
+
+        v = field("value")
+        values = v.fill_null(0.0).to_numpy(zero_copy_only=False)
+        bad_el = v.is_null().to_numpy(zero_copy_only=False) | ~np.isfinite(values)
+        t = None
+        if "ts" in self.fields:
+            t = field("ts")
+            bad_el |= t.is_null().to_numpy(zero_copy_only=False)
+        if bad_el.any():
+            bad_msg[owner[bad_el]] = True
+        keep = ~bad_msg[owner]
+        all_kept = bool(keep.all())
+        if not all_kept:
+            owner, values = owner[keep], values[keep]
+        n = len(owner)
+        if n == 0:
+            return bad_msg
+        msg_codes = np.array([-1 if bad_msg[j] else out.code(tag) for j, tag in enumerate(tags)],
+                             dtype=np.int32)
+        codes = msg_codes[owner]
+        if "quality" in self.fields:
+            q = field("quality").fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            if not all_kept:
+                q = q[keep]
+            quality = np.where(q < 0, 2, np.where(q <= 2, q, np.minimum(2, (q >> 30) & 3))).astype(np.int16)
+        else:
+            quality = np.zeros(n, dtype=np.int16)
+        ok = None
+        fmt = self.codec.ts_format
+        if t is None:
+            ts = np.full(n, recv_us, dtype=np.int64)
+        else:
+            if not all_kept:
+                t = t.filter(pa.array(keep))
+            if self.ts_kind == "timestamp":
+                ts = t.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            elif self.ts_kind == "string":
+                cast = None if fmt.startswith("epoch") else _cast_iso(t)
+                if cast is None:  # per element, dead-lettering exactly the bad ones
+                    ts = np.zeros(n, dtype=np.int64)
+                    ok = np.ones(n, dtype=bool)
+                    for i, s in enumerate(t.to_pylist()):
+                        try:
+                            ts[i] = _ts_of(s, fmt)
+                        except (ValueError, TypeError, OverflowError) as exc:
+                            ok[i] = False
+                            out.dead.add(recv_us, Reason.BAD_TIMESTAMP, f"timestamp {s!r}: {exc}",
+                                         tag=out.tag_names[codes[i]], payload=payloads[owner[i]])
+                else:
+                    ts = cast
+            else:
+                if fmt == "iso":
+                    raise _NotFast("numbers where ISO strings are configured")
+                nums = t.to_numpy(zero_copy_only=False)
+                if nums.dtype.kind == "f" and not (np.isfinite(nums).all() and (np.abs(nums) < 1e19).all()):
+                    raise _NotFast("timestamp out of range")
+                with np.errstate(over="raise", invalid="raise"):
+                    ts = _epoch_to_us(nums, fmt)
+        flags = np.zeros(n, dtype=np.int32)
+        if ok is None:
+            out.add(ts, codes, values, quality, flags)
+        else:
+            out.add(ts[ok], codes[ok], values[ok], quality[ok], flags[ok])
+        return bad_msg
+
+    def _failed(self, messages: Sequence[RawMessage]) -> None:
+        """Back off (0, 1, 3, .. 63 calls) and learn what the timestamps look like."""
+        self._fails = min(self._fails + 1, self.MAX_FAILS)
+        self._skip = (1 << (self._fails - 1)) - 1
+        codec = self.codec
+        if codec._get_ts is None or codec._get_samples is None:
+            return
+        for _, payload in messages[:8]:
+            try:
+                t = codec._get_ts(codec._get_samples(orjson.loads(payload))[0])
+            except (orjson.JSONDecodeError, LookupError, TypeError):
+                continue
+            if isinstance(t, str):  # parsed by the reader, unless that just failed: then cast (per element)
+                epoch = codec.ts_format.startswith("epoch")
+                self.ts_kind = "string" if epoch or self.ts_kind == "timestamp" else "timestamp"
+            elif isinstance(t, float):
+                self.ts_kind = "float"
+            elif isinstance(t, int) and not isinstance(t, bool) and -(2**63) <= t < 2**63:
+                self.ts_kind = "int"
+            else:
+                continue
+            return
