@@ -24,18 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import AppConfig, default_config_dir, load_config
+from tui.commands import demo_state_path  # where `edge tui` and `edge stats` look for a running demo
 
 log = logging.getLogger("edge.demo")
 
 DEMO_BOX = "demo-box"
 MODEL_NAME = "press-health"
-
-
-def demo_state_path() -> Path:
-    """Where a running demo says where its services are, for ``edge tui`` and ``edge stats``."""
-    from tui.commands import demo_state_path as tui_path
-
-    return tui_path()
 
 
 @dataclass
@@ -193,7 +187,6 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
 
 
 async def run_demo(opts: DemoOptions) -> int:
-    from edge.mqtt import make_client
     from edge.pipeline import build_pipeline
     from edge.ports import free_port
     from edge.simulator.faults import auto_faults
@@ -215,10 +208,9 @@ async def run_demo(opts: DemoOptions) -> int:
         plant = Plant(PlantConfig.demo_site(seed=opts.seed, faults=faults), labels_path=labels)
         server = PlantServer(plant, port=opcua_port)
         await server.start_server()
-        mes_client, _, _ = make_client(cfg.broker, client_id="factory-edge-demo-mes")
         pipeline = build_pipeline(cfg, historian_dsn=services.writer_dsn, broker_url=services.mqtt_url,
                                   extra_components=[PlantComponent(server)])
-        mes_sim = MesSimulator(cfg, mes_client, seed=opts.seed,
+        mes_sim = MesSimulator(cfg, client_id="factory-edge-demo-mes", seed=opts.seed,
                                wait_for=pipeline.components["mes-intake"].subscribed)
         pipeline.supervisor.add(mes_sim)
         _write_state(services, cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,6 +36,26 @@ class Envelope:
     @property
     def num_rows(self) -> int:
         return int(self.batch.num_rows)
+
+
+def join_acks(acks: list[Callable[[], None]], parts: int) -> list[Callable[[], None]]:
+    """``parts`` callables that run ``acks`` once all of them have been called: for a batch split into
+    several envelopes (samples and dead letters, say), whose input may be acknowledged only when every part
+    is safe."""
+    if not acks:
+        return []
+    remaining = [parts]
+    lock = threading.Lock()
+
+    def part_done() -> None:
+        with lock:
+            remaining[0] -= 1
+            done = remaining[0] == 0
+        if done:
+            for ack in acks:
+                ack()
+
+    return [part_done] * parts
 
 
 def batch_id_for(*parts: object) -> str:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,31 +28,13 @@ from contextualize.mes_join import attach_context
 from contextualize.mes_store import MesContextStore
 from edge.config import AppConfig
 from edge.datamodel import EVENTS, EventKind, batch_from_rows, utcnow
-from edge.envelope import Envelope, batch_id_for
+from edge.envelope import Envelope, batch_id_for, join_acks
 from edge.metrics import METRICS, Metrics
 from edge.stages import Emit, TransformStage, queue_emit
 from edge.supervisor import Role, Supervisor
 from ingest.gate import QualityGate
 
 log = logging.getLogger("edge.pipeline")
-
-
-def split_acks(acks: list[Callable[[], None]], parts: int) -> list[Callable[[], None]]:
-    """``parts`` callables; the original acks run once every one of them has been called."""
-    if not acks:
-        return []
-    remaining = [parts]
-    lock = threading.Lock()
-
-    def one() -> None:
-        with lock:
-            remaining[0] -= 1
-            done = remaining[0] == 0
-        if done:
-            for ack in acks:
-                ack()
-
-    return [one for _ in range(parts)]
 
 
 class EventRecorder:
@@ -126,7 +108,7 @@ class ProcessStep:
                 self.metrics.inc("ingest", "rejected", count, reason=reason)
         out: list[Envelope] = []
         parts = 1 + (1 if dead is not None and dead.num_rows else 0)
-        acks = split_acks(envelope.acks, parts)
+        acks = join_acks(envelope.acks, parts)
         out.append(Envelope("samples", enriched, batch_id_for(envelope.batch_id, "samples"),
                             acks[:1] if acks else []))
         if parts == 2 and dead is not None:

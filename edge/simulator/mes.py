@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from contextualize.mes_events import MesEvent, MesEventType
 from contextualize.mes_intake import payload_json
 from edge.config import AppConfig
+from edge.mqtt import connect, make_client
 from edge.supervisor import Role
 
 log = logging.getLogger("edge.simulator.mes")
@@ -51,12 +49,13 @@ class MesSimulator:
 
     role: Role = "source"
 
-    def __init__(self, config: AppConfig, client: paho.Client, *, name: str = "mes-simulator",
+    def __init__(self, config: AppConfig, *, client_id: str = "factory-edge-mes-simulator",
+                 name: str = "mes-simulator",
                  plan: MesPlan | None = None, seed: int = 0, scopes: Sequence[str] | None = None,
                  topic_base: str | None = None, wait_for: asyncio.Event | None = None) -> None:
         self.name = name
         self.config = config
-        self.client = client
+        self.client, self._address, self._props = make_client(config.broker, client_id=client_id)
         self.plan = plan or MesPlan()
         self.scopes = list(scopes) if scopes is not None else line_scopes(config)
         base = topic_base or config.mes.topic.rstrip("#").rstrip("/")
@@ -77,10 +76,7 @@ class MesSimulator:
         return MesEvent(kind, ts_us, scope, f"sim-{self._wo}-{kind}", **values)  # type: ignore[arg-type]
 
     async def run(self) -> None:
-        from edge.mqtt import BrokerAddress, connect
-
-        address = BrokerAddress.parse(self.config.broker.url)
-        connect(self.client, address, _props() if self.client.protocol == paho.MQTTv5 else None)
+        connect(self.client, self._address, self._props)
         self.client.loop_start()
         try:
             if self._wait_for is not None:
@@ -124,8 +120,3 @@ class MesSimulator:
     async def stop(self) -> None:
         self._stop.set()
 
-
-def _props() -> Properties:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    return props
