@@ -173,6 +173,19 @@ def _emit_json(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         print(json.dumps(doc, indent=2, default=_fmt))
 
 
+def _query(
+    conn: Any,
+    args: argparse.Namespace,
+    title: str,
+    columns: Sequence[str],
+    sql: str,
+    params: Sequence[Any],
+    doc: dict[str, Any],
+) -> None:
+    """Run ``sql`` and print (or add to ``doc``) its rows under ``title``."""
+    _print(args, title, columns, conn.execute(sql, params).fetchall(), doc)
+
+
 # ----- show
 def _show(args: argparse.Namespace) -> int:
     return _run(_show_db, args)
@@ -259,39 +272,26 @@ def _intervals(conn: Any, key: str, value: str) -> list[tuple[Any, ...]]:
 def _batch_db(conn: Any, args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"batch": args.batch}
     _print(args, "intervals", ["scope", "from", "to", "event"], _intervals(conn, "batch", args.batch), doc)
-    samples = conn.execute(
+    _query(
+        conn,
+        args,
+        "samples",
+        ["asset", "measure", "unit", "work_order", "n", "first", "last", "mean", "min", "max"],
         "SELECT asset, measure, unit, work_order, count(*), min(ts), max(ts), avg(value), min(value), "
         "max(value) "
         "FROM mes_batch_samples WHERE batch = %s GROUP BY asset, measure, unit, work_order ORDER BY 1, 2",
         (args.batch,),
-    ).fetchall()
-    _print(
-        args,
-        "samples",
-        ["asset", "measure", "unit", "work_order", "n", "first", "last", "mean", "min", "max"],
-        samples,
         doc,
     )
-    insights = conn.execute(
+    _query(
+        conn,
+        args,
+        "insights",
+        ["window_end", "asset", "model", "score", "threshold", "severity", "work_order", "revised",
+         "insight_id"],
         "SELECT window_end, asset, model, score, threshold, severity, work_order, revised, insight_id "
         "FROM mes_batch_insights WHERE batch = %s ORDER BY window_end LIMIT %s",
         (args.batch, args.limit),
-    ).fetchall()
-    _print(
-        args,
-        "insights",
-        [
-            "window_end",
-            "asset",
-            "model",
-            "score",
-            "threshold",
-            "severity",
-            "work_order",
-            "revised",
-            "insight_id",
-        ],
-        insights,
         doc,
     )
     _emit_json(args, doc)
@@ -307,37 +307,25 @@ def _work_order_db(conn: Any, args: argparse.Namespace) -> int:
     wo = args.work_order
     doc: dict[str, Any] = {"work_order": wo}
     _print(args, "intervals", ["scope", "from", "to", "event"], _intervals(conn, "work_order", wo), doc)
-    summary = conn.execute(
+    _query(
+        conn,
+        args,
+        "insights summary",
+        ["product", "insights", "over_threshold", "max_score", "revised", "first_window", "last_window",
+         "batches"],
         "SELECT product, insights, over_threshold, max_score, revised, first_window, last_window, batches "
         "FROM mes_work_order_insights WHERE work_order = %s",
         (wo,),
-    ).fetchall()
-    _print(
-        args,
-        "insights summary",
-        [
-            "product",
-            "insights",
-            "over_threshold",
-            "max_score",
-            "revised",
-            "first_window",
-            "last_window",
-            "batches",
-        ],
-        summary,
         doc,
     )
-    insights = conn.execute(
-        "SELECT window_end, asset, model, score, threshold, severity, batch, revised, insight_id "
-        "FROM mes_insights_context WHERE work_order = %s ORDER BY score DESC NULLS LAST LIMIT %s",
-        (wo, args.limit),
-    ).fetchall()
-    _print(
+    _query(
+        conn,
         args,
         "top insights",
         ["window_end", "asset", "model", "score", "threshold", "severity", "batch", "revised", "insight_id"],
-        insights,
+        "SELECT window_end, asset, model, score, threshold, severity, batch, revised, insight_id "
+        "FROM mes_insights_context WHERE work_order = %s ORDER BY score DESC NULLS LAST LIMIT %s",
+        (wo, args.limit),
         doc,
     )
     _emit_json(args, doc)
@@ -352,32 +340,18 @@ def _product_stats(args: argparse.Namespace) -> int:
 def _product_stats_db(conn: Any, args: argparse.Namespace) -> int:
     t_from = _time(args.t_from, "--from")
     t_to = _time(args.t_to, "--to")
-    rows = conn.execute(
+    doc: dict[str, Any] = {"measure": args.measure}
+    _query(
+        conn,
+        args,
+        f"{args.measure} by product",
+        ["product", "unit", "n", "mean", "stddev", "min", "p05", "median", "p95", "max", "batches",
+         "work_orders"],
         "SELECT product, unit, n, mean, stddev, min, p05, median, p95, max, batches, work_orders "
         "FROM mes_product_stats(%s, coalesce(%s, '-infinity'::timestamptz), "
         "coalesce(%s, 'infinity'::timestamptz)) "
         "WHERE %s::text IS NULL OR product = %s",
         (args.measure, t_from, t_to, args.product, args.product),
-    ).fetchall()
-    doc: dict[str, Any] = {"measure": args.measure}
-    _print(
-        args,
-        f"{args.measure} by product",
-        [
-            "product",
-            "unit",
-            "n",
-            "mean",
-            "stddev",
-            "min",
-            "p05",
-            "median",
-            "p95",
-            "max",
-            "batches",
-            "work_orders",
-        ],
-        rows,
         doc,
     )
     _emit_json(args, doc)

@@ -33,7 +33,6 @@ import pyarrow.compute as pc
 
 from contextualize.assets import AssetModel
 from edge.datamodel import (
-    CONTEXT_FIELDS,
     CONTEXTUALIZED_SAMPLES,
     DEAD_LETTERS,
     DICT_STR,
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 ContextJoin = Callable[[pa.RecordBatch], pa.RecordBatch]
 Unmapped = Literal["keep", "dead_letter"]
 UNMAPPED_REASON = "unmapped_tag"
-MES_COLUMNS = [f.name for f in CONTEXT_FIELDS if f.name not in ("asset", "measure", "unit")]
 
 
 class Contextualizer:

@@ -75,8 +75,6 @@ def _key_levels(ks: KeySnapshot, dictionary: Sequence[str | None]) -> tuple[list
     return list(scope_rank), levels
 
 
-
-
 class Found(NamedTuple):
     codes: np.ndarray  # int32 per row, 0 where null
     bitmap: np.ndarray | None  # Arrow validity bitmap (uint8, LSB first); None: no nulls
@@ -96,7 +94,7 @@ def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.nd
     Keys whose intervals are the same (work order and batch usually are) are joined in one pass."""
     n = len(ts)
     out: dict[str, Found] = {}
-    groups: list[tuple[list[str], list[str], np.ndarray, list[str]]] = []  # keys, scopes, levels, ...
+    groups: list[tuple[list[str], list[str], np.ndarray]] = []  # keys sharing intervals, scopes, levels
     for key in keys:
         ks = snap.keys.get(key)
         if ks is None or n == 0:
@@ -115,7 +113,7 @@ def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.nd
                 g[0].append(key)
                 break
         else:
-            groups.append(([key], scopes, np.stack(levels), []))
+            groups.append(([key], scopes, np.stack(levels)))
     if not groups:
         return out
     codes = np.ascontiguousarray(codes, dtype=np.int32)
@@ -124,7 +122,7 @@ def context_codes(codes: np.ndarray, dictionary: Sequence[str | None], ts: np.nd
 
     kernel = mes_kernel.asof_parallel if n >= 65536 else mes_kernel.asof_serial
     n_chunks = max(1, min(64, n // 65536))
-    for g_keys, scopes, level_rank, _ in groups:
+    for g_keys, scopes, level_rank in groups:
         first = snap.keys[g_keys[0]]
         offsets = np.zeros(len(scopes) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(first.scopes[s][0]) for s in scopes])

@@ -91,7 +91,7 @@ class AssetTree(Tree[str]):
         needle = text.strip().lower()
         if not needle:
             return None
-        paths = sorted(self.nodes_by_path, key=lambda p: (p.count("/") < 0, p))
+        paths = sorted(self.nodes_by_path)
         for path in paths:
             if needle in path.rsplit("/", 1)[-1].lower() and path in self.equipment:
                 return self.nodes_by_path[path]

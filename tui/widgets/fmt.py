@@ -22,8 +22,8 @@ _BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 def severity_text(severity: str | None) -> Text:
-    label, style = _SEVERITY_STYLE[max(-1, min(4, severity_rank(severity)))]
     rank = severity_rank(severity)
+    label, style = _SEVERITY_STYLE[max(-1, min(4, rank))]
     if severity is not None and rank == 2 and severity.lower() not in ("warning", "warn"):
         label = f"! {severity[:4]}"
     elif severity is not None and rank == 3:
