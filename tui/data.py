@@ -385,7 +385,7 @@ class HistorianSource:
             return None
         cur = await conn.execute(
             """SELECT DISTINCT ON (key) key, value, valid_from FROM mes_context
-               WHERE (scope = %(asset)s OR %(asset)s LIKE scope || '/%%')
+               WHERE (scope = %(asset)s OR starts_with(%(asset)s, scope || '/'))
                  AND valid_from <= %(now)s AND (valid_to IS NULL OR valid_to > %(now)s)
                ORDER BY key, length(scope) DESC, valid_from DESC""",
             {"asset": asset, "now": now},
