@@ -151,15 +151,21 @@ def _ids_kernel(
     return out
 
 
+def _string_buffers(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(data, offsets) of a string array without nulls, as numpy views."""
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+    return data, off
+
+
 def insight_id_column(
     model: str, version: str, assets: pa.DictionaryArray, window_start_us: Any, window_end_us: Any
 ) -> pa.StringArray:
     """The ``insight_id`` of every row; ``assets`` dictionary-encoded (string dictionary, no nulls)."""
     n = len(assets)
-    d = assets.dictionary
-    bufs = d.buffers()
-    name_off = np.frombuffer(bufs[1], dtype=np.int32)[d.offset: d.offset + len(d) + 1].astype(np.int64)
-    name_buf = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
+    name_buf, off = _string_buffers(assets.dictionary)
+    name_off = off.astype(np.int64)
     pre = np.frombuffer(model.encode() + b"\x1f" + version.encode() + b"\x1f", dtype=np.uint8)
     idx = np.asarray(assets.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     starts = np.ascontiguousarray(window_start_us, dtype=np.int64)

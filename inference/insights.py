@@ -29,14 +29,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numba import njit
 
 from edge.datamodel import INSIGHTS, TS
-from inference.idhash import insight_id_column
+from inference.idhash import _put_int, _string_buffers, insight_id_column
 
 LEVELS = ("ok", "warning", "alarm")
 _LEVELS_ARROW = pa.array(LEVELS, type=pa.string())
@@ -49,21 +48,6 @@ def insight_id(model: str, version: str, asset: str, window_start_us: int, windo
         h.update(part.encode())
         h.update(_SEP)
     return h.hexdigest()
-
-
-def insight_ids(
-    model: str, version: str, assets: Sequence[str], window_start_us: Any, window_end_us: Any
-) -> list[str]:
-    """``insight_id`` of every row with hashlib, one call per row (the reference for ``inference.idhash``)."""
-    pre = model.encode() + _SEP + version.encode() + _SEP
-    by_asset = {a: pre + a.encode() + _SEP for a in set(assets)}
-    starts = np.asarray(window_start_us, dtype=np.int64).tolist()
-    ends = np.asarray(window_end_us, dtype=np.int64).tolist()
-    b2 = hashlib.blake2b
-    return [
-        b2(by_asset[a] + b"%d\x1f%d\x1f" % (s, e), digest_size=16).hexdigest()
-        for a, s, e in zip(assets, starts, ends, strict=True)
-    ]
 
 
 @njit(nogil=True, cache=True)
@@ -128,13 +112,6 @@ class SeverityTracker:
         self._up_run = np.zeros(16, dtype=np.int64)
         self._up_min = np.full(16, 2, dtype=np.int64)
         self._down_run = np.zeros(16, dtype=np.int64)
-
-    def raw_level(self, score: float, threshold: float) -> int:
-        if score >= threshold:
-            return 2
-        if score >= self.warning_ratio * threshold:
-            return 1
-        return 0
 
     def _grow(self, need: int) -> None:
         cap = self._level.shape[0]
@@ -307,16 +284,7 @@ def _put_float(out: np.ndarray, pos: int, mant: int, d: int, neg: bool, digits: 
     if ex < 10:
         out[pos] = 48
         pos += 1
-    ne = 0
-    while True:
-        digits[ne] = 48 + ex % 10
-        ne += 1
-        ex //= 10
-        if ex == 0:
-            break
-    for i in range(ne):
-        out[pos + i] = digits[ne - 1 - i]
-    return pos + ne
+    return _put_int(out, pos, ex)
 
 
 @njit(inline="always", cache=True)
@@ -374,14 +342,6 @@ _HEAD, _MID, _SEP_JSON, _TAIL = (
 )
 
 
-def _string_buffers(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
-    """(data, offsets) of a string array without nulls, as numpy views."""
-    bufs = arr.buffers()
-    off = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
-    return data, off
-
-
 def _top_features_column(names: Sequence[str], contributions: np.ndarray, k: int, n: int) -> pa.Array:
     """``top_features`` of every row as one Arrow string column (the same JSON text), no loop over rows:
     top-k of all rows at once, 6-digit rounding vectorized, the JSON bytes (numbers as Python's ``repr``)
@@ -398,14 +358,6 @@ def _top_features_column(names: Sequence[str], contributions: np.ndarray, k: int
         order, name_buf, name_off, mant, dexp, neg, _HEAD, _MID, _SEP_JSON, _TAIL
     )
     return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data))
-
-
-def _top_features_rows(names: Sequence[str], contributions: np.ndarray, k: int) -> list[str]:
-    """``top_features`` for every row at once (same JSON text)."""
-    c = np.asarray(contributions)
-    n = c.shape[0] if c.ndim == 2 else 0
-    out: list[str] = _top_features_column(names, c, k, n).to_pylist()
-    return out
 
 
 def context_json(context: dict[str, str | None]) -> str:

@@ -304,9 +304,11 @@ def spectral_rows(x: np.ndarray, fs: float, n_bands: int, *, use_numba_fft: bool
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) every kernel once, e.g. in a worker thread before the first window."""
+    """Compile (or load from cache) the kernels the stage calls (``FeatureExtractor.matrix``,
+    ``Windower``), with the argument types it passes, e.g. in a worker thread before the first window."""
     x = np.zeros((1, 8), dtype=np.float64)
-    stats_rows(x, 1.0)
+    stats_rows_into(x, 1.0, np.empty((1, N_STATS), dtype=np.float64), np.empty(1, dtype=np.int64), 0, 1)
+    fill_grid(np.zeros((1, 2)), np.zeros((1, 2), dtype=np.int64), np.full(1, np.nan), 1)
     spectral_rows(x, 8.0, 2)
     spectral_rows(np.zeros((1, 6)), 6.0, 2)
 

@@ -31,6 +31,7 @@ METRICS: tuple[tuple[str, int], ...] = (
     ("alarm", DataType.Boolean),
     ("gated", DataType.Boolean),
 )
+_METRIC_TYPE = dict(METRICS)
 
 
 def device_id(asset: str) -> str:
@@ -101,7 +102,7 @@ class SparkplugInsightsNode:
                 self._devices[dev] = aliases
                 birth = []
                 for full, alias in aliases.items():
-                    dt = dict(METRICS)[full.rsplit("/", 1)[1]]
+                    dt = _METRIC_TYPE[full.rsplit("/", 1)[1]]
                     birth.append((full, alias, dt, _default(dt)))
                 out.append(
                     Command(

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from edge.datamodel import CONTEXTUALIZED_SAMPLES, DICT_STR, TS, Quality, QualityFlag, features_schema
-from inference.features import FeatureExtractor, model_inputs
+from inference.features import FeatureExtractor, features_batch, model_inputs, model_inputs_from_matrix
 from inference.kernels import STATS
 from inference.windows import (
     WINDOW_BAD_SAMPLES,
@@ -195,6 +195,23 @@ def test_features_batch_schema_and_values() -> None:
     assert a_mean == pytest.approx(float(np.nanmean(wins[0].grid[0])))
     x, missing = model_inputs(fb, ["a__mean", "zz__mean"])
     assert missing.all() and np.isfinite(x).all()
+
+
+def test_model_inputs_from_matrix_matches_the_arrow_path() -> None:
+    """The stage's gather (``model_inputs_from_matrix``) gives what ``model_inputs`` gives on the batch."""
+    names = ["a__mean", "a__std", "b__mean"]
+    values = np.array([[1.0, 2.0, 3.0], [np.nan, 5.0, 6.0], [7.0, np.inf, 9.0]])
+    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w.add(regular(41))
+    wins = w.ready()[:3]
+    assert len(wins) == 3
+    fb = features_batch(wins, names, values)
+    for wanted in (names, ["b__mean", "a__mean"], ["a__std", "zz__mean"], ["zz__mean"]):
+        x, missing = model_inputs_from_matrix(names, values, wanted)
+        x_ref, missing_ref = model_inputs(fb, wanted)
+        assert x.dtype == np.float32
+        np.testing.assert_array_equal(x, x_ref.astype(np.float32))
+        np.testing.assert_array_equal(missing, missing_ref)
 
 
 def test_spectral_features_for_vibration_signals() -> None:

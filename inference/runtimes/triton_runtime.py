@@ -14,7 +14,6 @@ nvidia-pytriton wheel has no ONNX Runtime backend. A Triton with the onnxruntime
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,10 +86,6 @@ def write_triton_model(pkg: ModelPackage, repository: Path) -> Path:
     )
     (mdir / "config.pbtxt").write_text(config)
     return mdir
-
-
-def remove_triton_model(name: str, repository: Path) -> None:
-    shutil.rmtree(Path(repository) / name, ignore_errors=True)
 
 
 class TritonRuntime:

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.ports import free_port
+from edge.ports import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".triton-venv"
@@ -142,12 +142,7 @@ class TritonServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, 10)
         self.proc = None
 
     def cleanup(self) -> None:
