@@ -92,15 +92,6 @@ class QualityGate:
             out[i] = g
         return out
 
-    def set_valid_range(self, tag: str, lo: float | None, hi: float | None) -> None:
-        with self._lock:
-            self.valid_ranges[tag] = (lo, hi)
-            g = self._gid.get(tag)
-            if g is not None:
-                self._mapped[g] = True
-                self._lo[g] = -np.inf if lo is None else lo
-                self._hi[g] = np.inf if hi is None else hi
-
     # -- the gate -------------------------------------------------------------------------------------------
     def apply(self, samples: pa.RecordBatch, now_us: int) -> tuple[pa.RecordBatch, pa.RecordBatch]:
         """(kept samples with soft flags set, dead letters with reasons) for a ``SAMPLES`` batch."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import DICT_STR, SAMPLES, TS, EventKind
+from edge.datamodel import SAMPLES, EventKind, samples_from_arrays
 from ingest.deadletter import DeadLetters
 
 RawMessage = tuple[str, bytes]  # (topic, payload)
@@ -84,20 +84,9 @@ class Decoded:
         recv = np.full(n, recv_us, dtype=np.int64) if np.ndim(recv_us) == 0 else np.asarray(recv_us)
         tags = pa.DictionaryArray.from_arrays(pa.array(np.concatenate(self._codes), type=pa.int32()),
                                               pa.array(self.tag_names, type=pa.string()))
-        src = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
-                                             pa.array([self.source], type=pa.string()))
-        return pa.RecordBatch.from_arrays(
-            [
-                pa.array(ts, type=pa.int64()).cast(TS),
-                pa.array(recv, type=pa.int64()).cast(TS),
-                tags.cast(DICT_STR),
-                pa.array(np.concatenate(self._values), type=pa.float64()),
-                pa.array(np.concatenate(self._quality), type=pa.int16()),
-                pa.array(np.concatenate(self._flags), type=pa.int32()),
-                src,
-            ],
-            schema=SAMPLES,
-        )
+        return samples_from_arrays(ts, tags, np.concatenate(self._values), source=self.source,
+                                   quality=np.concatenate(self._quality), flags=np.concatenate(self._flags),
+                                   recv_ts_us=recv)
 
 
 class Codec(Protocol):

@@ -405,12 +405,11 @@ class JsonCodec:
             except (pa.ArrowTypeError, pa.ArrowInvalid):
                 return None
             return _cast_iso(strings)
-        try:
-            arr = np.asarray(tss)
-        except (ValueError, TypeError, OverflowError):
+        arr = _as_1d(tss)
+        if arr is None:
             return None
         kind = arr.dtype.kind
-        if kind in "iuf" and arr.ndim == 1 and self.ts_format != "iso":
+        if kind in "iuf" and self.ts_format != "iso":
             if kind == "f" and not (np.isfinite(arr).all() and (np.abs(arr) < 1e19).all()):
                 return None
             try:
@@ -433,25 +432,33 @@ def _cast_iso(strings: pa.Array) -> np.ndarray | None:
         return None
 
 
-def _fast_float(vals: list[Any]) -> np.ndarray | None:
+def _as_1d(items: list[Any]) -> np.ndarray | None:
+    """``items`` as a one-dimensional numpy array; None if numpy cannot make one."""
     try:
-        arr = np.asarray(vals)
+        arr = np.asarray(items)
     except (ValueError, TypeError, OverflowError):
         return None
-    if arr.dtype.kind in "fiub" and arr.ndim == 1:
+    return arr if arr.ndim == 1 else None
+
+
+def _quality_array(q: np.ndarray) -> np.ndarray:
+    """int64 qualities (class 0/1/2 or a full 32-bit StatusCode; negative = BAD) to Quality, vectorized."""
+    return np.where(q < 0, 2, np.where(q <= 2, q, np.minimum(2, (q >> 30) & 3))).astype(np.int16)
+
+
+def _fast_float(vals: list[Any]) -> np.ndarray | None:
+    arr = _as_1d(vals)
+    if arr is not None and arr.dtype.kind in "fiub":
         return arr.astype(np.float64)
     return None
 
 
 def _fast_quality(quals: list[Any]) -> np.ndarray | None:
-    try:
-        arr = np.asarray(quals)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if arr.dtype.kind in "iu" and arr.ndim == 1:
+    arr = _as_1d(quals)
+    if arr is not None and arr.dtype.kind in "iu":
         a = arr.astype(np.int64)
         if (a >= 0).all() and (a <= 0xFFFFFFFF).all():
-            return np.where(a <= 2, a, np.minimum(2, (a >> 30) & 3)).astype(np.int16)
+            return _quality_array(a)
     return None
 
 
@@ -641,7 +648,7 @@ class _ArrowBatched:
             q = field("quality").fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
             if not all_kept:
                 q = q[keep]
-            quality = np.where(q < 0, 2, np.where(q <= 2, q, np.minimum(2, (q >> 30) & 3))).astype(np.int16)
+            quality = _quality_array(q)
         else:
             quality = np.zeros(n, dtype=np.int16)
         ok = None

@@ -281,11 +281,7 @@ class SparkplugCodec:
         return recv_us
 
     def _nbirth(self, st: _Node, p: Any, recv_us: int, out: Decoded) -> None:
-        bdseq = None
-        for m in p.metrics:
-            if m.name == BDSEQ_METRIC:
-                v = metric_value(m, m.datatype or DataType.Int64)
-                bdseq = int(v) if v is not None else None
+        bdseq = _bdseq(p)
         st.born, st.online, st.bdseq = True, True, bdseq
         st.seq = int(p.seq) & 0xFF if p.HasField("seq") else 0
         st.aliases = {}
@@ -437,11 +433,7 @@ class SparkplugCodec:
         return len(ts)
 
     def _ndeath(self, st: _Node, p: Any, recv_us: int, out: Decoded) -> None:
-        bdseq = None
-        for m in p.metrics:
-            if m.name == BDSEQ_METRIC:
-                v = metric_value(m, m.datatype or DataType.Int64)
-                bdseq = int(v) if v is not None else None
+        bdseq = _bdseq(p)
         if st.bdseq is not None and bdseq is not None and bdseq != st.bdseq:
             self.counters["ndeath_ignored"] += 1
             out.events.append(CodecEvent(recv_us, EventKind.CONNECTION,
@@ -463,3 +455,13 @@ class SparkplugCodec:
         out.events.append(CodecEvent(recv_us, EventKind.CONNECTION,
                                      f"Sparkplug device {st.group}/{st.node}/{device} died; {n} tags stale",
                                      {"group": st.group, "node": st.node, "device": device, "stale_tags": n}))
+
+
+def _bdseq(p: Any) -> int | None:
+    """The bdSeq metric of an NBIRTH/NDEATH payload (the last one, if repeated); None if absent or null."""
+    bdseq = None
+    for m in p.metrics:
+        if m.name == BDSEQ_METRIC:
+            v = metric_value(m, m.datatype or DataType.Int64)
+            bdseq = int(v) if v is not None else None
+    return bdseq

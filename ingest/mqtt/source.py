@@ -43,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.datamodel import EVENTS, batch_from_rows
-from edge.envelope import Envelope
+from edge.envelope import Envelope, join_acks
 from edge.mqtt import connect, make_client
 from edge.settings import BrokerSettings
 from edge.supervisor import Role
@@ -66,24 +66,6 @@ def make_codec(settings: MqttSourceSettings) -> Codec:
                               node_tag_template=settings.sparkplug_node_tag_template,
                               rebirth_interval_s=settings.sparkplug_rebirth_interval_s)
     return JsonCodec.from_settings(settings)
-
-
-class _AckJoin:
-    """Acknowledges a batch's messages once all ``parts`` envelopes made from it are acknowledged."""
-
-    __slots__ = ("_lock", "_parts", "_run")
-
-    def __init__(self, parts: int, run: Callable[[], None]) -> None:
-        self._parts = parts
-        self._run = run
-        self._lock = threading.Lock()
-
-    def part_done(self) -> None:
-        with self._lock:
-            self._parts -= 1
-            done = self._parts == 0
-        if done:
-            self._run()
 
 
 class MqttSource:
@@ -262,9 +244,8 @@ class MqttSource:
             self._decode(done)
             hand_over(self._envelopes(done))
         cur = self._cur
-        if self._events:
-            while self._events:
-                cur.add_event(self._events.popleft())
+        while self._events:
+            cur.add_event(self._events.popleft())
         if not cur.started:
             return
         if len(cur.topics) >= self._wake_at:
@@ -334,9 +315,8 @@ class MqttSource:
                 self._unacked += len(mids)
             ack_all = self._acker(mids, generation)
             if envelopes:
-                join = _AckJoin(len(envelopes), ack_all)
-                for env in envelopes:
-                    env.acks.append(join.part_done)
+                for env, part_done in zip(envelopes, join_acks([ack_all], len(envelopes)), strict=True):
+                    env.acks.append(part_done)
             else:
                 ack_all()
         self.counters["batches"] += 1
@@ -433,17 +413,18 @@ class _Batch:
         self.n_msgs = 0
         self.first_key: str | None = None
         self.target: int | None = None  # cut after this many messages (a replayed cut)
-        self._t0 = 0.0
         self._hash = hashlib.blake2b(source.encode(), digest_size=16)
         self._ev_hash = hashlib.blake2b(source.encode(), digest_size=16)
+
+    def _start(self) -> None:
+        self.started = True
+        self.deadline = time.monotonic() + self.batch_s
 
     def add_message(self, msg: MQTTMessage, generation: int) -> None:
         # keep bytes only (not the MQTTMessage): bytes are not tracked by the garbage collector, and holding
         # thousands of message objects made the collector cost more than paho itself
         if not self.started:
-            self.started = True
-            self._t0 = time.monotonic()
-            self.deadline = self._t0 + self.batch_s
+            self._start()
         if generation != self.generation:
             # packet ids of an older connection mean nothing on the new one: those are delivered again
             self.dropped_mids += len(self.mids)
@@ -471,17 +452,12 @@ class _Batch:
 
     def add_event(self, ev: CodecEvent) -> None:
         if not self.started:
-            self.started = True
-            self._t0 = time.monotonic()
-            self.deadline = self._t0 + self.batch_s
+            self._start()
         self.decoded.events.append(ev)
         self._ev_hash.update(f"{ev.ts_us}\x1e{ev.message}".encode())
 
     def rows(self) -> int:
         return self.decoded.num_rows
-
-    def age_ms(self) -> float:
-        return (time.monotonic() - self._t0) * 1000.0
 
     def batch_id(self) -> str:
         return self._hash.hexdigest()

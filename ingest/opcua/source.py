@@ -34,7 +34,7 @@ from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
-from edge.datamodel import EVENTS, SAMPLES, TS, EventKind, Quality, batch_from_rows
+from edge.datamodel import EVENTS, EventKind, batch_from_rows, samples_from_arrays
 from edge.envelope import Envelope, batch_id_for
 from edge.settings import PipelineSettings
 from ingest.opcua import fastdecode
@@ -58,12 +58,6 @@ _POLICY_CLASSES = {
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def quality_of(status: int) -> int:
-    """OPC-UA StatusCode severity (top two bits) -> :class:`Quality`."""
-    sev = (status >> 30) & 3
-    return int(Quality.GOOD) if sev == 0 else int(Quality.UNCERTAIN) if sev == 1 else int(Quality.BAD)
 
 
 class _Columns:
@@ -132,7 +126,6 @@ class OpcUaSource:
         self.tags = [n.tag for n in settings.nodes]
         self.node_names: list[NodeName] = [parse_node_name(n.node) for n in settings.nodes]
         self._tag_dict = pa.array(self.tags, type=pa.string())
-        self._source_dict = pa.array([self.name], type=pa.string())
         self._cols = _Columns()
         self._ts_mode = settings.timestamp
         self._stop = asyncio.Event()
@@ -465,21 +458,8 @@ class OpcUaSource:
         parts += cols.chunks
         ts, recv, tag, val, q = (np.concatenate(c) if len(parts) > 1 else c[0]
                                  for c in zip(*parts, strict=True))
-        n = int(ts.size)
         tags = pa.DictionaryArray.from_arrays(pa.array(tag, type=pa.int32()), self._tag_dict)
-        src = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), self._source_dict)
-        return pa.RecordBatch.from_arrays(
-            [
-                pa.array(ts, type=pa.int64()).view(TS),
-                pa.array(recv, type=pa.int64()).view(TS),
-                tags,
-                pa.array(val, type=pa.float64()),
-                pa.array(q, type=pa.int16()),
-                pa.array(np.zeros(n, dtype=np.int32)),
-                src,
-            ],
-            schema=SAMPLES,
-        )
+        return samples_from_arrays(ts, tags, val, source=self.name, quality=q, recv_ts_us=recv)
 
 
 def _first_cert(der_chain: bytes) -> bytes:
