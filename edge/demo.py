@@ -134,7 +134,7 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
     from edge.datamodel import samples_from_arrays
     from edge.simulator.plant import Plant, PlantConfig
     from inference.packages import Registry
-    from inference.train import features_from_samples, fit
+    from inference.train import build_manifest, features_from_samples, fit
     from inference.windows import WindowSpec
 
     settings = cfg.inference
@@ -160,18 +160,8 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
     opts.out(f"baseline: {opts.baseline_s / 60:.0f} simulated minutes, {raw.num_rows} samples, "
              f"{tset.x.shape[0]} windows x {tset.x.shape[1]} features")
     result = fit("pca", tset, quantile=0.995, var=0.9, progress=lambda m: opts.out(f"  train: {m}"))
-    from inference.train import fingerprint
-
-    manifest: dict[str, Any] = {
-        "name": MODEL_NAME, "kind": "pca", "features": tset.feature_names, "input": "features",
-        "outputs": {"score": "score", "contributions": "contributions"},
-        "threshold": result.threshold, "thresholds": result.thresholds,
-        "window": {"window_s": spec.window_s, "hop_s": spec.hop_s, "grid_hz": spec.grid_hz,
-                   "max_hold_s": spec.max_hold_s, "signal_key": spec.signal_key,
-                   "spectral_signals": list(settings.spectral_signals), "n_bands": settings.n_bands},
-        "training": fingerprint(tset.x, tset.feature_names, [f"simulator seed {opts.seed + 1000}"]),
-        "metrics": result.metrics, "model": result.extra, "assets": [],
-    }
+    manifest = build_manifest(MODEL_NAME, "pca", tset, result, spec, settings,
+                              [f"simulator seed {opts.seed + 1000}"])
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)
     check = reg.validate(MODEL_NAME, pkg.version)

@@ -433,6 +433,46 @@ def read_historian(dsn: str, asset: str, t_from: Any, t_to: Any) -> pa.RecordBat
     )
 
 
+def build_manifest(
+    name: str,
+    kind: str,
+    tset: TrainingSet,
+    result: TrainResult,
+    spec: WindowSpec,
+    settings: Any,
+    sources: Sequence[str],
+    *,
+    assets: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The package manifest of a fitted model: features in order, thresholds, the window settings it was
+    featurized with, the training data's fingerprint and the fit's metrics."""
+    from datetime import UTC, datetime
+
+    return {
+        "name": name,
+        "kind": kind,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "features": tset.feature_names,
+        "input": "features",
+        "outputs": {"score": "score", "contributions": "contributions"},
+        "threshold": result.threshold,
+        "thresholds": result.thresholds,
+        "window": {
+            "window_s": spec.window_s,
+            "hop_s": spec.hop_s,
+            "grid_hz": spec.grid_hz,
+            "max_hold_s": spec.max_hold_s,
+            "signal_key": spec.signal_key,
+            "spectral_signals": list(settings.spectral_signals),
+            "n_bands": settings.n_bands,
+        },
+        "training": fingerprint(tset.x, tset.feature_names, sources),
+        "metrics": result.metrics,
+        "model": result.extra,
+        "assets": list(assets),
+    }
+
+
 def train_to_registry(
     settings: Any,
     *,
@@ -451,8 +491,6 @@ def train_to_registry(
     progress: Progress | None = None,
 ) -> Any:
     """Read the baseline, featurize it as the pipeline does, fit, and register the package (not promoted)."""
-    from datetime import UTC, datetime
-
     from inference.packages import Registry
 
     say = progress or stderr_progress()
@@ -479,29 +517,8 @@ def train_to_registry(
     tset = features_from_samples([batch], spec, spectral=settings.spectral_signals, n_bands=settings.n_bands)
     say(f"{tset.x.shape[0]} good windows x {tset.x.shape[1]} features")
     result = fit(kind, tset, quantile=quantile, holdout=holdout, var=var, progress=say)
-    manifest: dict[str, Any] = {
-        "name": name,
-        "kind": kind,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "features": tset.feature_names,
-        "input": "features",
-        "outputs": {"score": "score", "contributions": "contributions"},
-        "threshold": result.threshold,
-        "thresholds": result.thresholds,
-        "window": {
-            "window_s": spec.window_s,
-            "hop_s": spec.hop_s,
-            "grid_hz": spec.grid_hz,
-            "max_hold_s": spec.max_hold_s,
-            "signal_key": spec.signal_key,
-            "spectral_signals": list(settings.spectral_signals),
-            "n_bands": settings.n_bands,
-        },
-        "training": fingerprint(tset.x, tset.feature_names, sources),
-        "metrics": result.metrics,
-        "model": result.extra,
-        "assets": [asset] if asset and dsn else [],
-    }
+    manifest = build_manifest(name, kind, tset, result, spec, settings, sources,
+                              assets=[asset] if asset and dsn else [])
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)
     say(f"registered {name} v{pkg.version}")
