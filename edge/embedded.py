@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.ports import free_port, stop_process
+from edge.ports import free_port, port_open, stop_process
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -36,11 +35,9 @@ def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[byte
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise ServiceError(f"process exited with {proc.returncode} before listening on {host}:{port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if port_open(host, port):
+            return
+        time.sleep(0.05)
     raise ServiceError(f"nothing listens on {host}:{port} after {timeout}s")
 
 

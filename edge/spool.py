@@ -165,9 +165,9 @@ class Spool:
             return not self._sizes
 
     def _gauges(self) -> None:
-        self.metrics.set_gauge("spool_bytes", sum(self._sizes.values()), stage=self.stage)
-        self.metrics.set_gauge("spool_rows", sum(self._rows.values()), stage=self.stage)
-        self.metrics.set_gauge("spool_segments", len(self._sizes), stage=self.stage)
+        self.metrics.set_gauge("spool_bytes", self.bytes, stage=self.stage)
+        self.metrics.set_gauge("spool_rows", self.rows, stage=self.stage)
+        self.metrics.set_gauge("spool_segments", self.segment_count, stage=self.stage)
 
     def _event(self, message: str, **detail: Any) -> None:
         log.warning(message, extra={"spool": str(self.dir), **detail})
@@ -214,7 +214,7 @@ class Spool:
             self._gauges()
             if self._sizes:
                 log.info("spool holds data from an earlier run",
-                         extra={"segments": len(self._sizes), "rows": sum(self._rows.values())})
+                         extra={"segments": self.segment_count, "rows": self.rows})
             return self
 
     def close(self) -> None:
@@ -296,7 +296,7 @@ class Spool:
 
     def _make_room(self, need: int, envelope: Envelope) -> None:
         limit = self.settings.max_bytes
-        used = sum(self._sizes.values())
+        used = self.bytes
         if used + need <= limit:
             return
         if need > limit:
@@ -319,7 +319,7 @@ class Spool:
             size = self._sizes.get(oldest, 0)
             kind = self._kinds.get(oldest, "samples")
             self._drop(oldest)
-            used = sum(self._sizes.values())
+            used = self.bytes
             if kind == "events":  # our own event rows, counted apart from the data
                 self.metrics.inc(self.stage, "dropped_events", rows, reason="spool_full")
             else:

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 import paho.mqtt.client as paho
 import psycopg
 import pyarrow as pa
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -75,10 +76,15 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def queueing_mosquitto() -> MosquittoProcess:
+@pytest.fixture
+def queueing_mosquitto() -> Iterator[MosquittoProcess]:
     """A started mosquitto of the test's own whose persistent sessions survive its restart and queue without
     a limit while a client is away (``MosquittoProcess`` lets mosquitto write its persistence file)."""
-    return MosquittoProcess(extra_conf="max_queued_messages 0").start()
+    broker = MosquittoProcess(extra_conf="max_queued_messages 0").start()
+    try:
+        yield broker
+    finally:
+        broker.cleanup()
 
 
 # -- the test stream -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 import psycopg
@@ -176,3 +177,22 @@ def historian(request: pytest.FixtureRequest) -> Iterator[tuple[psycopg.Connecti
         conn = request.getfixturevalue("timescale_conn")
         init_historian(conn, HistorianSettings.model_validate({}), flavor="timescaledb")
         yield conn, "timescaledb"
+
+
+DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.DependentObjectsStillExist)
+
+
+def as_user(dsn: str, user: str) -> str:
+    """``dsn`` with ``user`` as the login (no password: trust auth in the tests)."""
+    u = urlparse(dsn)
+    return urlunparse(u._replace(netloc=f"{user}@{u.hostname}:{u.port or 5432}"))
+
+
+def denied(c: psycopg.Connection[Any], statement: str) -> bool:
+    """True if the server refuses ``statement`` for lack of privilege (rolled back either way)."""
+    try:
+        with c.transaction():
+            c.execute(statement)
+    except DENIED:
+        return True
+    return False

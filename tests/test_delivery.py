@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from tests.delivery_helpers import (
     envelope_for_message,
     wait_until,
 )
-from tests.delivery_helpers import queueing_mosquitto as start_queueing_mosquitto
+from tests.delivery_helpers import queueing_mosquitto as queueing_mosquitto  # fixture
 from tests.services import MosquittoProcess
 
 
@@ -271,15 +271,6 @@ async def _produce_all(h: Harness, ks: range, n: int) -> None:
 
 
 # -- MQTT source (QoS 1, manual ack) into the sink: broker restart and appliance SIGKILL -----------------
-
-
-@pytest.fixture
-def queueing_mosquitto() -> Iterator[MosquittoProcess]:
-    broker = start_queueing_mosquitto()
-    try:
-        yield broker
-    finally:
-        broker.cleanup()
 
 
 @pytest.mark.slow

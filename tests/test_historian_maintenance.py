@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
@@ -20,24 +19,10 @@ import pytest
 from edge.historian.admin import READER_ROLE, WRITER_ROLE, init_historian
 from edge.historian.maintenance import HistorianMaintenance
 from edge.historian.settings import HistorianSettings
+from tests.historian_helpers import as_user, denied
 from tests.services import free_port
 
-DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.DependentObjectsStillExist)
 TABLES = ("samples", "features", "insights", "events", "dead_letters")
-
-
-def _as_user(dsn: str, user: str) -> str:
-    u = urlparse(dsn)
-    return urlunparse(u._replace(netloc=f"{user}@{u.hostname}:{u.port or 5432}"))
-
-
-def _denied(c: psycopg.Connection[Any], statement: str) -> bool:
-    try:
-        with c.transaction():
-            c.execute(statement)
-    except DENIED:
-        return True
-    return False
 
 
 def _regclass(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -78,7 +63,7 @@ def test_writer_maintenance_partitions_ahead_and_empties_default(
     _drop_daily_partitions(conn)
     now = datetime.now(UTC)
     today = now.date()
-    with psycopg.connect(_as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
+    with psycopg.connect(as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
         assert w.execute("SELECT current_user").fetchone() == (WRITER_ROLE,)
         _insert_sample(w, now, "today")
         _insert_sample(w, now + timedelta(days=1), "tomorrow")
@@ -126,7 +111,7 @@ def test_writer_maintenance_prunes_ledger_and_published_outbox(
     conn.execute("INSERT INTO ingest_ledger (batch_id, kind, rows, committed_at) VALUES "
                  "('old', 'samples', 1, now() - INTERVAL '3 days'), ('new', 'samples', 1, now())")
     _insert_outbox(conn)
-    with psycopg.connect(_as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
+    with psycopg.connect(as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
         report = w.execute("SELECT fe_maintain_as_writer()").fetchone()
         assert report is not None
         assert "ledger entries pruned 1" in str(report[0])
@@ -169,31 +154,31 @@ def test_writer_still_cannot_run_ddl_or_the_helpers(pg_historian: psycopg.Connec
     assert "search_path=public, pg_temp" in config
     assert not any(entry.startswith("=") for entry in acl.split(","))  # nothing for PUBLIC
     tomorrow = datetime.now(UTC).date() + timedelta(days=30)
-    with psycopg.connect(_as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
-        assert _denied(w, f"CREATE TABLE {_part('samples', tomorrow)} PARTITION OF samples FOR VALUES FROM "
+    with psycopg.connect(as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
+        assert denied(w, f"CREATE TABLE {_part('samples', tomorrow)} PARTITION OF samples FOR VALUES FROM "
                           f"('{tomorrow}') TO ('{tomorrow + timedelta(days=1)}')")
-        assert _denied(w, "ALTER TABLE samples DETACH PARTITION samples_default")
-        assert _denied(w, "DROP TABLE samples_default")
-        assert _denied(w, "DELETE FROM samples_default")
-        assert _denied(w, "DELETE FROM insights_outbox")
-        assert _denied(w, "REFRESH MATERIALIZED VIEW samples_1m")
-        assert _denied(w, "CREATE TABLE public.mine (x int)")
+        assert denied(w, "ALTER TABLE samples DETACH PARTITION samples_default")
+        assert denied(w, "DROP TABLE samples_default")
+        assert denied(w, "DELETE FROM samples_default")
+        assert denied(w, "DELETE FROM insights_outbox")
+        assert denied(w, "REFRESH MATERIALIZED VIEW samples_1m")
+        assert denied(w, "CREATE TABLE public.mine (x int)")
         # the helpers run only inside fe_maintain_as_writer(), as its owner
-        assert _denied(w, "SELECT fe_prune_outbox(INTERVAL '1 second')")
-        assert _denied(w, f"SELECT fe_partition_day('samples', 'ts', '{tomorrow}')")
-        assert _denied(w, "SELECT fe_drop_expired_partitions(INTERVAL '1 second')")
+        assert denied(w, "SELECT fe_prune_outbox(INTERVAL '1 second')")
+        assert denied(w, f"SELECT fe_partition_day('samples', 'ts', '{tomorrow}')")
+        assert denied(w, "SELECT fe_drop_expired_partitions(INTERVAL '1 second')")
         # historian_meta (the function's settings) is init's alone
-        assert _denied(w, "UPDATE historian_meta SET value = '1 second' WHERE key = 'ledger_keep'")
-        assert _denied(w, "INSERT INTO historian_meta VALUES ('outbox_keep', '1 second')")
-    with psycopg.connect(_as_user(pg_dsn, READER_ROLE), autocommit=True) as r:
-        assert _denied(r, "SELECT fe_maintain_as_writer()")
+        assert denied(w, "UPDATE historian_meta SET value = '1 second' WHERE key = 'ledger_keep'")
+        assert denied(w, "INSERT INTO historian_meta VALUES ('outbox_keep', '1 second')")
+    with psycopg.connect(as_user(pg_dsn, READER_ROLE), autocommit=True) as r:
+        assert denied(r, "SELECT fe_maintain_as_writer()")
 
 
 def test_one_run_at_a_time(pg_historian: psycopg.Connection[Any], pg_dsn: str) -> None:
     conn = pg_historian
     conn.execute("SELECT pg_advisory_lock(1717895171)")
     try:
-        with psycopg.connect(_as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
+        with psycopg.connect(as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w:
             assert w.execute("SELECT fe_maintain_as_writer()").fetchone() == (
                 "skipped: historian maintenance is already running",)
     finally:
@@ -204,7 +189,7 @@ def test_bad_setting_is_refused(pg_historian: psycopg.Connection[Any], pg_dsn: s
     conn = pg_historian
     conn.execute("UPDATE historian_meta SET value = '0 seconds' WHERE key = 'ledger_keep'")
     conn.execute("INSERT INTO ingest_ledger (batch_id, kind, rows) VALUES ('b', 'samples', 1)")
-    with (psycopg.connect(_as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w,
+    with (psycopg.connect(as_user(pg_dsn, WRITER_ROLE), autocommit=True) as w,
           pytest.raises(psycopg.errors.RaiseException, match="ledger_keep")):
         w.execute("SELECT fe_maintain_as_writer()")
     assert conn.execute("SELECT count(*) FROM ingest_ledger").fetchone() == (1,)
@@ -226,7 +211,7 @@ def test_component_runs_on_start_and_records_the_report(
     conn = pg_historian
     _drop_daily_partitions(conn)
     events: list[tuple[str, str, dict[str, Any]]] = []
-    comp = HistorianMaintenance(_as_user(pg_dsn, WRITER_ROLE), interval_s=3600.0,
+    comp = HistorianMaintenance(as_user(pg_dsn, WRITER_ROLE), interval_s=3600.0,
                                 on_event=lambda k, m, d: events.append((k, m, d)))
     assert (comp.name, comp.role) == ("historian-maintenance", "sink")
 
@@ -275,7 +260,7 @@ def test_component_without_the_migration_says_what_to_do(pg_dsn: str) -> None:
 
 def test_component_stops_before_and_during_a_round(pg_historian: psycopg.Connection[Any],
                                                    pg_dsn: str) -> None:
-    comp = HistorianMaintenance(_as_user(pg_dsn, WRITER_ROLE))
+    comp = HistorianMaintenance(as_user(pg_dsn, WRITER_ROLE))
 
     async def stopped_first() -> None:
         await comp.stop()
@@ -287,7 +272,7 @@ def test_component_stops_before_and_during_a_round(pg_historian: psycopg.Connect
     # a round blocked on the advisory lock's table locks: hold an exclusive lock on samples_default
     conn = pg_historian
     _drop_daily_partitions(conn)
-    comp2 = HistorianMaintenance(_as_user(pg_dsn, WRITER_ROLE))
+    comp2 = HistorianMaintenance(as_user(pg_dsn, WRITER_ROLE))
 
     async def stopped_mid_round() -> None:
         with conn.transaction():
@@ -326,8 +311,8 @@ def test_timescale_writer_maintenance(timescale_conn: psycopg.Connection[Any]) -
     try:
         assert conn.execute("SELECT current_user").fetchone() == (WRITER_ROLE,)
         row = conn.execute("SELECT fe_maintain_as_writer()").fetchone()
-        assert _denied(conn, "SELECT fe_prune_outbox(INTERVAL '1 second')")
-        assert _denied(conn, "DELETE FROM ingest_ledger")
+        assert denied(conn, "SELECT fe_prune_outbox(INTERVAL '1 second')")
+        assert denied(conn, "DELETE FROM ingest_ledger")
     finally:
         conn.execute("RESET ROLE")
     assert row is not None
@@ -338,6 +323,6 @@ def test_timescale_writer_maintenance(timescale_conn: psycopg.Connection[Any]) -
     assert _outbox_left(conn) == ["published-recently", "unpublished-old"]
     conn.execute(f"SET ROLE {READER_ROLE}")
     try:
-        assert _denied(conn, "SELECT fe_maintain_as_writer()")
+        assert denied(conn, "SELECT fe_maintain_as_writer()")
     finally:
         conn.execute("RESET ROLE")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
@@ -14,16 +13,10 @@ from edge.envelope import Envelope
 from edge.historian.admin import READER_ROLE, WRITER_ROLE, apply_grants, init_historian
 from edge.historian.settings import HistorianSettings
 from edge.historian.writer import HistorianWriteError, HistorianWriter
-from tests.historian_helpers import events_batch, samples_batch
+from tests.historian_helpers import as_user, denied, events_batch, samples_batch
 from tests.historian_helpers import historian as historian  # fixture
 
 SETTINGS = HistorianSettings.model_validate({})
-DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.DependentObjectsStillExist)
-
-
-def _as_user(dsn: str, user: str) -> str:
-    u = urlparse(dsn)
-    return urlunparse(u._replace(netloc=f"{user}@{u.hostname}:{u.port or 5432}"))
 
 
 @contextmanager
@@ -32,7 +25,7 @@ def as_role(conn: psycopg.Connection[Any], flavor: str, dsn: str | None,
     """A session as ``role``: a real login on PostgreSQL, ``SET ROLE`` on PGlite (one session only)."""
     if flavor == "postgres":
         assert dsn is not None
-        with psycopg.connect(_as_user(dsn, role), autocommit=True) as c:
+        with psycopg.connect(as_user(dsn, role), autocommit=True) as c:
             assert c.execute("SELECT current_user").fetchone() == (role,)
             yield c
     else:
@@ -41,15 +34,6 @@ def as_role(conn: psycopg.Connection[Any], flavor: str, dsn: str | None,
             yield conn
         finally:
             conn.execute("RESET ROLE")
-
-
-def _denied(c: psycopg.Connection[Any], statement: str) -> bool:
-    try:
-        with c.transaction():
-            c.execute(statement)
-    except DENIED:
-        return True
-    return False
 
 
 def test_roles_are_login_roles_without_superuser(historian: tuple[psycopg.Connection[Any], str]) -> None:
@@ -73,24 +57,24 @@ def test_writer_and_reader_grants(historian: tuple[psycopg.Connection[Any], str]
         assert w.execute("SELECT count(*) FROM samples").fetchone() == (20,)
         # MES relabel: the context columns only
         w.execute("UPDATE samples SET work_order = 'WO-9', batch = 'B-9' WHERE quality = 0")
-        assert _denied(w, "UPDATE samples SET value = 0")
-        assert _denied(w, "UPDATE events SET message = 'x'")
-        assert _denied(w, "DELETE FROM samples")
-        assert _denied(w, "DELETE FROM ingest_ledger")
-        assert _denied(w, "TRUNCATE events")
-        assert _denied(w, "DROP TABLE events")
-        assert _denied(w, "ALTER TABLE samples ADD COLUMN x int")
-        assert _denied(w, "CREATE TABLE public.mine (x int)")
-        assert _denied(w, "INSERT INTO schema_migrations (version, name, flavor, checksum) "
+        assert denied(w, "UPDATE samples SET value = 0")
+        assert denied(w, "UPDATE events SET message = 'x'")
+        assert denied(w, "DELETE FROM samples")
+        assert denied(w, "DELETE FROM ingest_ledger")
+        assert denied(w, "TRUNCATE events")
+        assert denied(w, "DROP TABLE events")
+        assert denied(w, "ALTER TABLE samples ADD COLUMN x int")
+        assert denied(w, "CREATE TABLE public.mine (x int)")
+        assert denied(w, "INSERT INTO schema_migrations (version, name, flavor, checksum) "
                           "VALUES (9999, 'x', 'x', 'x')")
     with as_role(conn, flavor, dsn, READER_ROLE) as r:
         assert r.execute("SELECT count(*) FROM samples").fetchone() == (20,)
         r.execute("SELECT * FROM samples_1m LIMIT 1")
         r.execute("SELECT * FROM insights LIMIT 1")
-        assert _denied(r, "INSERT INTO events (ts, kind, source, message) VALUES (now(), 'x', 'x', 'x')")
-        assert _denied(r, "UPDATE samples SET work_order = 'x'")
-        assert _denied(r, "DELETE FROM samples")
-        assert _denied(r, "DROP TABLE samples")
+        assert denied(r, "INSERT INTO events (ts, kind, source, message) VALUES (now(), 'x', 'x', 'x')")
+        assert denied(r, "UPDATE samples SET work_order = 'x'")
+        assert denied(r, "DELETE FROM samples")
+        assert denied(r, "DROP TABLE samples")
         reader_writer = HistorianWriter(SETTINGS, conn=r)
         with pytest.raises(HistorianWriteError, match="permission denied"):
             reader_writer.write_sync(Envelope("samples", samples_batch(5), "r1"))

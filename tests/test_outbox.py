@@ -7,7 +7,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from edge.settings import BrokerSettings
 from edge.sinks.outbox_publisher import OutboxPublisher, rows_to_insights
 from tests.conftest import MqttTarget
 from tests.delivery_helpers import PrivatePostgres, async_wait_until
-from tests.delivery_helpers import queueing_mosquitto as start_queueing_mosquitto
+from tests.delivery_helpers import queueing_mosquitto as queueing_mosquitto  # fixture
 from tests.services import MosquittoProcess
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -186,15 +185,6 @@ def _migration_path() -> str:
     from edge.historian.migrate import MIGRATIONS_DIR
 
     return str(MIGRATIONS_DIR / "0040_insights_outbox.sql")
-
-
-@pytest.fixture
-def queueing_mosquitto() -> Iterator[MosquittoProcess]:
-    broker = start_queueing_mosquitto()
-    try:
-        yield broker
-    finally:
-        broker.cleanup()
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -54,10 +55,8 @@ def _settings(args: argparse.Namespace) -> HistorianSettings | None:
 def _connect(args: argparse.Namespace, settings: HistorianSettings) -> psycopg.Connection[tuple[object, ...]]:
     dsn = args.dsn or settings.dsn
     password = settings.password.resolve() if args.dsn is None and settings.password is not None else None
-    if password is not None:
-        return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=10,
-                               password=password)
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=10)
+    kw: dict[str, Any] = {} if password is None else {"password": password}
+    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=10, **kw)
 
 
 def _init(args: argparse.Namespace) -> int:

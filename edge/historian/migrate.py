@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
 
 Conn = psycopg.Connection[Any]
 Flavor = Literal["timescaledb", "postgres"]
@@ -92,13 +91,6 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         out.append(Migration(version, str(e["name"]), common if isinstance(common, Path) else None,
                              dict(flavored)))
     return out
-
-
-def is_pglite(conn: Conn) -> bool:
-    """PGlite (PostgreSQL compiled to WebAssembly) reports ``emscripten``/``emcc`` in ``version()``."""
-    row = conn.execute("SELECT version()").fetchone()
-    text = str(row[0]).lower() if row else ""
-    return "emscripten" in text or "emcc" in text
 
 
 def timescaledb_available(conn: Conn) -> bool:
@@ -249,8 +241,3 @@ def set_meta(conn: Conn, key: str, value: str) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         (key, value),
     )
-
-
-def table_exists(conn: Conn, name: str) -> bool:
-    row = conn.execute(sql.SQL("SELECT to_regclass({})").format(sql.Literal(name))).fetchone()
-    return bool(row and row[0] is not None)

@@ -77,8 +77,20 @@ class EventRow:
     detail: Any  # decoded JSON
 
 
-def _where(conds: list[sql.Composable]) -> sql.Composable:
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+Cond = tuple[str, list[Any]] | None  # a condition and its parameters; None: no condition
+
+
+def _where(*conds: Cond) -> tuple[sql.Composable, list[Any]]:
+    """`` WHERE a AND b ...`` of the given conditions (None ones left out) and their parameters in order."""
+    given = [c for c in conds if c is not None]
+    params = [p for _, ps in given for p in ps]
+    if not given:
+        return sql.SQL(""), params
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(sql.SQL(text) for text, _ in given), params
+
+
+def _since(since: datetime | None) -> Cond:
+    return None if since is None else ("ts >= %s", [since])
 
 
 def latest_values(
@@ -86,16 +98,9 @@ def latest_values(
 ) -> list[LatestValue]:
     """The newest sample of each tag (of ``tags``, or all), looking back to ``since`` (None: all time —
     give a bound on big tables so time partitions / chunks are pruned)."""
-    conds: list[sql.Composable] = []
-    params: list[Any] = []
-    if tags is not None:
-        conds.append(sql.SQL("tag = ANY(%s)"))
-        params.append(list(tags))
-    if since is not None:
-        conds.append(sql.SQL("ts >= %s"))
-        params.append(since)
+    where, params = _where(None if tags is None else ("tag = ANY(%s)", [list(tags)]), _since(since))
     q = sql.SQL("SELECT DISTINCT ON (tag) tag, ts, value, quality, asset, unit FROM samples{} "
-                "ORDER BY tag, ts DESC").format(_where(conds))
+                "ORDER BY tag, ts DESC").format(where)
     return [LatestValue(str(r[0]), r[1], r[2], int(r[3]), r[4], r[5]) for r in conn.execute(q, params)]
 
 
@@ -117,31 +122,23 @@ def aggregates(conn: Conn, tags: Sequence[str] | None, start: datetime, end: dat
     view = {"1m": "samples_1m", "1h": "samples_1h"}.get(resolution)
     if view is None:
         raise ValueError(f"resolution must be '1m' or '1h', got {resolution!r}")
-    conds: list[sql.Composable] = [sql.SQL("bucket >= %s"), sql.SQL("bucket < %s")]
-    params: list[Any] = [start, end]
-    if tags is not None:
-        conds.append(sql.SQL("tag = ANY(%s)"))
-        params.append(list(tags))
+    where, params = _where(("bucket >= %s", [start]), ("bucket < %s", [end]),
+                           None if tags is None else ("tag = ANY(%s)", [list(tags)]))
     q = sql.SQL("SELECT bucket, tag, min_value, max_value, avg_value, n FROM {}{} "
-                "ORDER BY tag, bucket").format(sql.Identifier(view), _where(conds))
+                "ORDER BY tag, bucket").format(sql.Identifier(view), where)
     return [AggregatePoint(r[0], str(r[1]), r[2], r[3], r[4], int(r[5])) for r in conn.execute(q, params)]
 
 
 def recent_insights(conn: Conn, asset: str | None = None, since: datetime | None = None,
                     limit: int = 100) -> list[InsightRow]:
     """Newest insights first (of ``asset`` and its sub-assets when given: ``asset`` or ``asset/...``)."""
-    conds: list[sql.Composable] = []
-    params: list[Any] = []
-    if asset is not None:
-        conds.append(sql.SQL("(asset = %s OR asset LIKE %s)"))
-        params += [asset, asset.rstrip("/") + "/%"]
-    if since is not None:
-        conds.append(sql.SQL("ts >= %s"))
-        params.append(since)
+    where, params = _where(
+        None if asset is None else ("(asset = %s OR asset LIKE %s)", [asset, asset.rstrip("/") + "/%"]),
+        _since(since))
     q = sql.SQL(
         "SELECT insight_id, ts, asset, model, model_version, score, threshold, severity, window_start, "
         "window_end, top_features, context, quality_flags, gated, revised, revision FROM insights{} "
-        "ORDER BY ts DESC, insight_id LIMIT %s").format(_where(conds))
+        "ORDER BY ts DESC, insight_id LIMIT %s").format(where)
     params.append(limit)
     return [InsightRow(*r) for r in conn.execute(q, params)]
 
@@ -149,27 +146,16 @@ def recent_insights(conn: Conn, asset: str | None = None, since: datetime | None
 def recent_events(conn: Conn, kind: str | None = None, since: datetime | None = None,
                   limit: int = 100) -> list[EventRow]:
     """Newest events first, optionally of one ``kind`` (``edge.datamodel.EventKind``)."""
-    conds: list[sql.Composable] = []
-    params: list[Any] = []
-    if kind is not None:
-        conds.append(sql.SQL("kind = %s"))
-        params.append(str(kind))
-    if since is not None:
-        conds.append(sql.SQL("ts >= %s"))
-        params.append(since)
+    where, params = _where(None if kind is None else ("kind = %s", [str(kind)]), _since(since))
     q = sql.SQL("SELECT ts, kind, source, asset, message, detail FROM events{} "
-                "ORDER BY ts DESC, message LIMIT %s").format(_where(conds))
+                "ORDER BY ts DESC, message LIMIT %s").format(where)
     params.append(limit)
     return [EventRow(*r) for r in conn.execute(q, params)]
 
 
 def dead_letter_counts(conn: Conn, since: datetime | None = None) -> dict[str, int]:
     """Number of dead letters per reason (since ``since``), largest first."""
-    conds: list[sql.Composable] = []
-    params: list[Any] = []
-    if since is not None:
-        conds.append(sql.SQL("ts >= %s"))
-        params.append(since)
+    where, params = _where(_since(since))
     q = sql.SQL("SELECT reason, count(*) FROM dead_letters{} GROUP BY reason ORDER BY 2 DESC, 1").format(
-        _where(conds))
+        where)
     return {str(r[0]): int(r[1]) for r in conn.execute(q, params)}

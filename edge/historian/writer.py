@@ -22,6 +22,7 @@ the same batch will not help).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,11 +139,13 @@ def table_columns(kind: str, batch: pa.RecordBatch) -> tuple[TableSpec, list[tup
     return spec, out
 
 
+@functools.cache  # per table, not per write
 def _copy_sql(spec: TableSpec) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(spec.table), sql.SQL(", ").join(sql.Identifier(c.name) for c in spec.columns))
 
 
+@functools.cache
 def _insert_sql(spec: TableSpec) -> sql.Composed:
     names = [c.name for c in spec.columns]
     unnest_args = sql.SQL(", ").join(

@@ -211,8 +211,6 @@ class OutboxPublisher:
             client.loop_stop()
             with contextlib.suppress(Exception):
                 client.disconnect()
-            with contextlib.suppress(Exception):
-                client.loop_stop()
 
     async def _publish_more(self, conn: psycopg.AsyncConnection[Any], client: paho.Client,
                             inflight: dict[int, int]) -> None:
