@@ -70,8 +70,6 @@ class MesFieldMap(Section):
 
 class MesSettings(Section):
     topic: str = "mes/#"
-    context_level: str = Field(default="line",
-                               description="ISA-95 level MES intervals are keyed by: line or equipment")
     enabled: bool = True
     qos: Literal[0, 1] = 1
     mapping: MesFieldMap = MesFieldMap()
