@@ -4,7 +4,8 @@
 
     sources ──> q_in ──> process (quality gate, assets, units, MES as-of) ──┬──> q_hist ──> historian sink
     (OPC-UA, MQTT)                                                          └──> q_infer ──> inference ─┘
-    MES intake ──> context store (used by process)          historian ──(outbox trigger)──> MQTT publisher
+    MES intake ──> context store (used by process)       historian ──(outbox trigger)──┬──> JSON publisher
+                                                                                     └──> Sparkplug B node
 
 Every queue is bounded: a slow historian slows the sources instead of filling memory. A source's
 acknowledgements travel on the historian-bound envelopes derived from its batch and run once all of them are
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -239,10 +241,23 @@ def build_pipeline(
                       metrics=metrics, on_event=lambda kind, message, detail: events.record(kind, message,
                                                                                              detail)))
 
-    from edge.sinks.outbox_publisher import OutboxPublisher
+    # Insights for MES, both read from the historian's outbox after commit, each with its own progress:
+    # JSON on the UNS topics (unless Sparkplug replaces it) and, when enabled, a Sparkplug B edge node.
+    sparkplug = config.inference.sparkplug
+    if not sparkplug.enabled or sparkplug.keep_json:
+        from edge.sinks.outbox_publisher import OutboxPublisher
 
-    add(OutboxPublisher(dsn, config.broker.model_copy(update={"url": url}),
-                        password=config.historian.password, metrics=metrics))
+        add(OutboxPublisher(dsn, config.broker.model_copy(update={"url": url}),
+                            password=config.historian.password, metrics=metrics))
+    if sparkplug.enabled:
+        from edge.sinks.sparkplug_publisher import SparkplugPublisher
+
+        node_id = sparkplug.edge_node_id or re.sub(r"[/+#]", "_", config.box.id)
+        bdseq_file = config.spool.dir / f"sparkplug-{sparkplug.group_id}-{node_id}.bdseq"
+        add(SparkplugPublisher(dsn, config.broker.model_copy(update={"url": url}),
+                               group_id=sparkplug.group_id, edge_node_id=node_id, bdseq_file=bdseq_file,
+                               password=config.historian.password, metrics=metrics,
+                               on_event=lambda kind, message, detail: events.record(kind, message, detail)))
     if config.metrics.enabled:
         from edge.metrics import MetricsServer
 

@@ -10,6 +10,17 @@ from pydantic import Field
 from edge.settings import Section
 
 
+class SparkplugSettings(Section):
+    """Insights as a Sparkplug B edge node (``[inference.sparkplug]``), on the appliance's broker
+    (``[broker]``: URL, protocol, credentials, TLS; ``topic_prefix`` does not apply: the namespace is
+    fixed). The last bdSeq is kept in ``spool.dir``."""
+
+    enabled: bool = Field(False, description="publish insights as a Sparkplug B edge node")
+    group_id: str = Field("factory-edge", pattern=r"^[^/+#]+$", description="Sparkplug group id")
+    edge_node_id: str = Field("", pattern=r"^[^/+#]*$", description="edge node id; empty = box.id")
+    keep_json: bool = Field(True, description="also keep publishing the JSON insights on the UNS topics")
+
+
 class InferenceSettings(Section):
     enabled: bool = True
     window_s: float = Field(10.0, gt=0)
@@ -41,3 +52,5 @@ class InferenceSettings(Section):
     # triton
     triton_timeout_s: float = Field(2.0, gt=0)
     triton_retries: int = Field(2, ge=0)
+    # insights as a Sparkplug B edge node (optional)
+    sparkplug: SparkplugSettings = Field(default_factory=lambda: SparkplugSettings.model_validate({}))

@@ -3,26 +3,31 @@
 One edge node (``group``/``node``); each equipment is a device whose id is the asset path with ``/`` replaced
 by ``.`` (Sparkplug ids cannot hold ``/``). Per model a device carries the metrics ``<model>/score`` (Double),
 ``<model>/threshold`` (Double), ``<model>/severity`` (String), ``<model>/alarm`` (Boolean) and
-``<model>/gated`` (Boolean), with aliases from the DBIRTH.
+``<model>/gated`` (Boolean), with aliases from the DBIRTH (unique across the node and stable for the life of
+this object, rebirths included). A metric's timestamp is its insight's ``ts``; a payload's is the send time.
 
-This class only builds messages (topic, payload, qos, retain); the MQTT publisher sends them. By the
-specification: the NDEATH is the MQTT will of the connection, with the same ``bdSeq`` as the NBIRTH that
-follows the connect (``will()`` before connecting, then ``nbirth()``); each new connection increments bdSeq
-(0..255); ``seq`` runs 0..255 and wraps, NBIRTH has seq 0; NBIRTH carries ``Node Control/Rebirth``; a
-device's DBIRTH goes out before its first DDATA, and again after a rebirth. NDEATH at QoS 1, births and data
-at QoS 0 (Sparkplug requires QoS 0 for them). The protobuf and helpers are ingest's
-(``ingest.codecs.sparkplug``).
+This class only builds messages (topic, payload, qos, retain) and keeps the node's state (the latest insight
+per device and model); ``edge.sinks.sparkplug_publisher`` sends them. By the specification: the NDEATH is the
+MQTT will of the connection, with the same ``bdSeq`` as the NBIRTH that follows the connect (``will(bdseq)``
+before connecting, then ``births()``); each new connection gets a new bdSeq (0..255); ``seq`` runs 0..255 and
+wraps, NBIRTH has seq 0; NBIRTH carries ``Node Control/Rebirth``; a device's DBIRTH (every metric with its
+current value, null for a model not seen yet) goes out before its first DDATA, and again after any
+(re)birth. NDEATH at QoS 1, births and data at QoS 0 (Sparkplug requires QoS 0 for them). The protobuf and
+helpers are ingest's (``ingest.codecs.sparkplug``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 
 from ingest.codecs import Command
-from ingest.codecs.sparkplug import BDSEQ_METRIC, NAMESPACE, REBIRTH_METRIC, DataType, make_payload
+from ingest.codecs.sparkplug import BDSEQ_METRIC, NAMESPACE, REBIRTH_METRIC, DataType, pb, set_metric_value
 
 METRICS: tuple[tuple[str, int], ...] = (
     ("score", DataType.Double),
@@ -31,11 +36,60 @@ METRICS: tuple[tuple[str, int], ...] = (
     ("alarm", DataType.Boolean),
     ("gated", DataType.Boolean),
 )
-_METRIC_TYPE = dict(METRICS)
+
+# (name or None, alias or None, datatype, value, metric timestamp in ms)
+_Metric = tuple[str | None, int | None, int, object, int]
 
 
 def device_id(asset: str) -> str:
     return ".".join(p for p in asset.replace("+", "_").replace("#", "_").split("/") if p)
+
+
+@dataclass
+class _Latest:
+    """The latest insight of one model on one device: its time (ms) and metric values by short name."""
+
+    ts_ms: int
+    values: dict[str, object]
+
+
+def _row_ts_ms(row: dict[str, Any]) -> int:
+    ts = row["ts"]
+    if isinstance(ts, datetime):
+        return int(ts.timestamp() * 1000)
+    return int(ts) // 1000  # microseconds
+
+
+def _values(row: dict[str, Any]) -> dict[str, object]:
+    return {"score": row["score"], "threshold": row["threshold"], "severity": row["severity"],
+            "alarm": row["severity"] == "alarm", "gated": bool(row["gated"])}
+
+
+def _payload(metrics: list[_Metric], *, seq: int | None, timestamp_ms: int) -> bytes:
+    p = pb.Payload()
+    p.timestamp = timestamp_ms
+    if seq is not None:
+        p.seq = seq
+    for name, alias, datatype, value, ts_ms in metrics:
+        m = p.metrics.add()
+        if name is not None:
+            m.name = name
+        if alias is not None:
+            m.alias = alias
+        m.datatype = int(datatype)
+        m.timestamp = ts_ms
+        set_metric_value(m, int(datatype), value)
+    return bytes(p.SerializeToString())
+
+
+def is_rebirth_request(payload: bytes) -> bool:
+    """Whether an NCMD payload asks for a rebirth (``Node Control/Rebirth`` = true)."""
+    try:
+        p = pb.Payload.FromString(payload)
+    except DecodeError:
+        return False
+    return any(m.name == REBIRTH_METRIC and m.WhichOneof("value") == "boolean_value" and m.boolean_value
+               for m in p.metrics)
 
 
 @dataclass
@@ -44,11 +98,14 @@ class SparkplugInsightsNode:
     node: str
     bdseq: int = 0
     seq: int = 0
-    _devices: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> metric name -> alias
+    _aliases: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> metric name -> alias
     _next_alias: int = 1
+    _born: dict[str, set[str]] = field(default_factory=dict)  # device -> models in its last DBIRTH
+    _state: dict[str, dict[str, _Latest]] = field(default_factory=dict)  # device -> model -> latest
     _connected_once: bool = False
 
-    def _topic(self, mtype: str, device: str | None = None) -> str:
+    # -- topics, sequence --------------------------------------------------------------------------------
+    def topic(self, mtype: str, device: str | None = None) -> str:
         base = f"{NAMESPACE}/{self.group}/{mtype}/{self.node}"
         return f"{base}/{device}" if device else base
 
@@ -57,81 +114,105 @@ class SparkplugInsightsNode:
         self.seq = (self.seq + 1) % 256
         return s
 
-    def will(self) -> Command:
-        """The NDEATH to set as the MQTT will before (re)connecting; starts a new bdSeq session."""
-        if self._connected_once:
+    @property
+    def devices(self) -> list[str]:
+        """The devices the node has state for (born again on every NBIRTH)."""
+        return list(self._state)
+
+    # -- session -----------------------------------------------------------------------------------------
+    def will(self, bdseq: int | None = None) -> Command:
+        """The NDEATH to set as the MQTT will before (re)connecting; starts a new bdSeq session.
+
+        ``bdseq`` is the session's number when the caller keeps it (persisted across restarts); without it
+        the node counts: 0 for the first connection, then one more for each.
+        """
+        if bdseq is not None:
+            self.bdseq = bdseq % 256
+        elif self._connected_once:
             self.bdseq = (self.bdseq + 1) % 256
         self._connected_once = True
-        payload = make_payload([(BDSEQ_METRIC, None, DataType.Int64, self.bdseq)], seq=None)
-        return Command(self._topic("NDEATH"), payload, qos=1)
+        return self.ndeath()
+
+    def ndeath(self, timestamp_ms: int | None = None) -> Command:
+        """The NDEATH of the current session (the will's twin, published explicitly on a clean stop)."""
+        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        payload = _payload([(BDSEQ_METRIC, None, DataType.Int64, self.bdseq, ts)], seq=None, timestamp_ms=ts)
+        return Command(self.topic("NDEATH"), payload, qos=1)
 
     def nbirth(self, timestamp_ms: int | None = None) -> Command:
         """NBIRTH (seq 0, the session's bdSeq, Node Control/Rebirth); all devices must be born again."""
+        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
         self.seq = 0
-        self._devices.clear()
-        self._next_alias = 1
-        payload = make_payload(
+        self._born.clear()
+        payload = _payload(
             [
-                (BDSEQ_METRIC, None, DataType.Int64, self.bdseq),
-                (REBIRTH_METRIC, None, DataType.Boolean, False),
+                (BDSEQ_METRIC, None, DataType.Int64, self.bdseq, ts),
+                (REBIRTH_METRIC, None, DataType.Boolean, False, ts),
             ],
             seq=self._next_seq(),
-            timestamp_ms=timestamp_ms,
+            timestamp_ms=ts,
         )
-        return Command(self._topic("NBIRTH"), payload, qos=0)
+        return Command(self.topic("NBIRTH"), payload, qos=0)
+
+    def births(self, timestamp_ms: int | None = None) -> list[Command]:
+        """NBIRTH, then a DBIRTH with the current values for every device the node has state for."""
+        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        out = [self.nbirth(ts)]
+        for dev in self._state:
+            out.append(self._dbirth(dev, set(self._state[dev]), ts))
+        return out
+
+    # -- state and data ----------------------------------------------------------------------------------
+    def _latest(self, insights: pa.RecordBatch) -> dict[str, dict[str, _Latest]]:
+        """The newest row per device and model of ``insights`` that is not older than the node's state."""
+        out: dict[str, dict[str, _Latest]] = {}
+        for row in insights.to_pylist():
+            dev, model, ts = device_id(str(row["asset"])), str(row["model"]), _row_ts_ms(row)
+            known = self._state.get(dev, {}).get(model)
+            if known is not None and ts < known.ts_ms:
+                continue  # an older insight committed late: the state does not go back
+            have = out.setdefault(dev, {}).get(model)
+            if have is None or ts >= have.ts_ms:
+                out[dev][model] = _Latest(ts, _values(row))
+        return {dev: models for dev, models in out.items() if models}
+
+    def observe(self, insights: pa.RecordBatch) -> None:
+        """Take ``insights`` into the state without sending anything (the births carry them)."""
+        for dev, models in self._latest(insights).items():
+            self._state.setdefault(dev, {}).update(models)
 
     def messages(self, insights: pa.RecordBatch, timestamp_ms: int | None = None) -> list[Command]:
         """DBIRTH for devices or models not yet born, then one DDATA per device with its latest values."""
         ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-        latest: dict[tuple[str, str], dict[str, object]] = {}
-        for row in insights.to_pylist():
-            latest[(device_id(str(row["asset"])), str(row["model"]))] = row
         out: list[Command] = []
-        by_device: dict[str, list[tuple[str, dict[str, object]]]] = {}
-        for (dev, model), row in latest.items():
-            by_device.setdefault(dev, []).append((model, row))
-        for dev, items in by_device.items():
-            aliases = self._devices.get(dev)
-            missing = [m for m, _ in items if aliases is None or f"{m}/score" not in aliases]
-            if aliases is None or missing:
-                aliases = dict(aliases or {})
-                for m in missing:
-                    for name, _dt in METRICS:
-                        aliases[f"{m}/{name}"] = self._next_alias
-                        self._next_alias += 1
-                self._devices[dev] = aliases
-                birth = []
-                for full, alias in aliases.items():
-                    dt = _METRIC_TYPE[full.rsplit("/", 1)[1]]
-                    birth.append((full, alias, dt, _default(dt)))
-                out.append(
-                    Command(
-                        self._topic("DBIRTH", dev),
-                        make_payload(birth, seq=self._next_seq(), timestamp_ms=ts),
-                        qos=0,
-                    )
-                )
-            data = []
-            for model, row in items:
-                score = row["score"]
-                values: dict[str, object] = {
-                    "score": score,
-                    "threshold": row["threshold"],
-                    "severity": row["severity"],
-                    "alarm": row["severity"] == "alarm",
-                    "gated": bool(row["gated"]),
-                }
+        for dev, models in self._latest(insights).items():
+            born = self._born.get(dev)
+            if born is None or not set(models) <= born:
+                out.append(self._dbirth(dev, set(self._state.get(dev, {})) | set(models), ts))
+            self._state.setdefault(dev, {}).update(models)
+            aliases = self._aliases[dev]
+            data: list[_Metric] = []
+            for model, latest in models.items():
                 for name, dt in METRICS:
-                    data.append((None, aliases[f"{model}/{name}"], dt, values[name]))
-            out.append(
-                Command(
-                    self._topic("DDATA", dev),
-                    make_payload(data, seq=self._next_seq(), timestamp_ms=ts),
-                    qos=0,
-                )
-            )
+                    data.append((None, aliases[f"{model}/{name}"], dt, latest.values[name], latest.ts_ms))
+            payload = _payload(data, seq=self._next_seq(), timestamp_ms=ts)
+            out.append(Command(self.topic("DDATA", dev), payload, qos=0))
         return out
 
-
-def _default(dt: int) -> object:
-    return {DataType.Double: 0.0, DataType.String: "ok", DataType.Boolean: False}.get(DataType(dt))
+    def _dbirth(self, dev: str, models: set[str], ts: int) -> Command:
+        """A device's DBIRTH: every metric of ``models`` with its alias and current value (null if none)."""
+        aliases = self._aliases.setdefault(dev, {})
+        state = self._state.get(dev, {})
+        metrics: list[_Metric] = []
+        for model in sorted(models):
+            latest = state.get(model)
+            for name, dt in METRICS:
+                full = f"{model}/{name}"
+                if full not in aliases:
+                    aliases[full] = self._next_alias
+                    self._next_alias += 1
+                value = latest.values[name] if latest is not None else None
+                metrics.append((full, aliases[full], dt, value, latest.ts_ms if latest is not None else ts))
+        self._born[dev] = set(models)
+        return Command(self.topic("DBIRTH", dev), _payload(metrics, seq=self._next_seq(), timestamp_ms=ts),
+                       qos=0)

@@ -78,7 +78,7 @@ class MesSubscriber:
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho takes seconds as float
         self.client.connect_async("127.0.0.1", port, keepalive=10, clean_start=False, properties=props)
         self.client.loop_start()
         assert self.subscribed.wait(10)
@@ -125,8 +125,8 @@ async def test_outbox_is_published_in_order_marked_and_retained(pg_dsn: str, mqt
             insert_insights(conn, batch_from_rows(insight_rows(equipment, i), INSIGHTS))
     mes = MesSubscriber(mqtt.port, f"{mqtt.prefix}/#")
     metrics = Metrics()
-    pub = OutboxPublisher(pg_dsn, BrokerSettings(url=mqtt.url, topic_prefix=mqtt.prefix), metrics=metrics,
-                          window=16)
+    broker = BrokerSettings.model_validate({"url": mqtt.url, "topic_prefix": mqtt.prefix})
+    pub = OutboxPublisher(pg_dsn, broker, metrics=metrics, window=16)
     task = asyncio.create_task(pub.run())
     try:
         await async_wait_until(lambda: len(mes.ids()) >= 120, 30, "120 insights at the MES subscriber")
@@ -200,8 +200,8 @@ async def test_broker_down_60s_insights_reach_mes_in_order(queueing_mosquitto: M
         prefix = f"fe-test/{uuid.uuid4().hex[:8]}"
         mes = MesSubscriber(own_mosquitto.port, f"{prefix}/#")
         metrics = Metrics()
-        pub = OutboxPublisher(pg.dsn, BrokerSettings(url=own_mosquitto.url, topic_prefix=prefix),
-                              metrics=metrics, reconnect_delay_s=0.5)
+        broker = BrokerSettings.model_validate({"url": own_mosquitto.url, "topic_prefix": prefix})
+        pub = OutboxPublisher(pg.dsn, broker, metrics=metrics, reconnect_delay_s=0.5)
         task = asyncio.create_task(pub.run())
         produced = 0
 
@@ -251,7 +251,7 @@ async def test_writer_insights_fill_the_outbox_in_the_same_transaction(pg_dsn: s
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         migrate(conn)
-    writer = HistorianWriter(HistorianSettings(dsn=pg_dsn), dsn=pg_dsn)
+    writer = HistorianWriter(HistorianSettings.model_validate({"dsn": pg_dsn}), dsn=pg_dsn)
     try:
         batch = batch_from_rows(insight_rows(["eq1", "eq2"], 1) + insight_rows(["eq1", "eq2"], 2), INSIGHTS)
         assert await writer.write(Envelope("insights", batch, "ins-1")) is True
@@ -265,3 +265,63 @@ async def test_writer_insights_fill_the_outbox_in_the_same_transaction(pg_dsn: s
         n_insights = conn.execute("SELECT count(*) FROM insights").fetchone()
     assert ids == ["eq1-00001", "eq2-00001", "eq1-00002", "eq2-00002"]
     assert n_insights == (4,)
+
+
+async def test_clean_stop_disconnects_so_no_will_fires(pg_dsn: str, mqtt: MqttTarget,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop sends DISCONNECT before the socket closes: a will registered on the publisher's client is not
+    published. The control (the same client's socket cut) shows the watcher would have seen one."""
+    import socket
+
+    import edge.sinks.outbox_publisher as outbox
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrate(conn)
+    will_topic = mqtt.topic("will")
+    clients: list[paho.Client] = []
+    from edge.mqtt import make_client as real_make_client
+
+    def make_client_with_will(*args: Any, **kwargs: Any) -> Any:
+        client, address, props = real_make_client(*args, **kwargs)
+        client.will_set(will_topic, f"unclean close {len(clients)}".encode(), qos=1)
+        clients.append(client)
+        return client, address, props
+
+    monkeypatch.setattr(outbox, "make_client", make_client_with_will)
+    wills: list[bytes] = []
+    subscribed = threading.Event()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    watcher.on_message = lambda c, u, msg: wills.append(bytes(msg.payload))
+    watcher.connect(mqtt.host, mqtt.port)
+    watcher.subscribe(will_topic, qos=1)
+    watcher.loop_start()
+    assert subscribed.wait(10)
+    settings = BrokerSettings.model_validate({"url": mqtt.url, "topic_prefix": mqtt.prefix})
+    try:
+        pub = OutboxPublisher(pg_dsn, settings, metrics=Metrics(), reconnect_delay_s=0.2)
+        task = asyncio.create_task(pub.run())
+        await async_wait_until(lambda: pub.connected, 10, "the publisher connected")
+        await pub.stop()
+        await asyncio.wait_for(task, 10)
+        assert not clients[0].is_connected()
+        await asyncio.sleep(1.0)
+        assert wills == []  # the broker saw a clean DISCONNECT
+
+        # control: cut the connection of a running publisher; its will fires, and after the reconnect the
+        # clean stop again fires none
+        pub = OutboxPublisher(pg_dsn, settings, metrics=Metrics(), reconnect_delay_s=0.2)
+        task = asyncio.create_task(pub.run())
+        await async_wait_until(lambda: pub.connected and len(clients) == 2, 10, "the second publisher")
+        sock = clients[1].socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        await async_wait_until(lambda: wills == [b"unclean close 1"], 10, "the will of the cut connection")
+        await async_wait_until(lambda: pub.connected and len(clients) == 3, 10, "the reconnect")
+        await pub.stop()
+        await asyncio.wait_for(task, 10)
+        await asyncio.sleep(1.0)
+        assert wills == [b"unclean close 1"]
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()

@@ -59,6 +59,22 @@ MARK_PUBLISHED = """
 """
 
 
+def close_client(client: paho.Client, disconnected: threading.Event, timeout_s: float = 2.0) -> None:
+    """End a ``loop_start`` client cleanly, in paho's documented order: DISCONNECT first (the network thread
+    sends it, closes the socket and sets ``disconnected`` from ``on_disconnect``), wait for that at most
+    ``timeout_s``, then stop the network thread. With ``loop_stop`` first, the DISCONNECT depends on
+    ``disconnect()`` writing it on the caller's thread after the loop ended (paho 2.2 does, but a partial
+    write is never finished): the broker may then see the socket close without it, an unclean close that
+    fires the client's will."""
+    try:
+        if client.disconnect() == paho.MQTT_ERR_SUCCESS:
+            disconnected.wait(timeout_s)
+    except Exception:  # an already broken socket: nothing to say goodbye on
+        log.debug("disconnect failed", exc_info=True)
+    finally:
+        client.loop_stop()
+
+
 def default_encode(prefix: str) -> Encode:
     def encode(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         return [(f"{prefix}insights/{row.get('asset') or 'unknown'}", orjson.dumps(row)) for row in rows]
@@ -112,7 +128,8 @@ class OutboxPublisher:
     def __init__(self, dsn: str, broker: BrokerSettings, *, name: str = "outbox-publisher",
                  password: SecretRef | None = None, url: str | None = None, client_id: str | None = None,
                  encode: Encode | None = None, window: int = 200, poll_interval_s: float = 0.2,
-                 reconnect_delay_s: float = 1.0, retain: bool = True, metrics: Metrics | None = None) -> None:
+                 reconnect_delay_s: float = 1.0, retain: bool = True, metrics: Metrics | None = None,
+                 close_timeout_s: float = 2.0) -> None:
         self.name = name
         self.dsn = dsn
         self.password = password
@@ -125,6 +142,7 @@ class OutboxPublisher:
         self.reconnect_delay_s = reconnect_delay_s
         self.retain = retain
         self.metrics = metrics or METRICS
+        self.close_timeout_s = close_timeout_s
         self.stage = name
         self._stop = asyncio.Event()
         self.connected = False
@@ -152,12 +170,14 @@ class OutboxPublisher:
         acked: list[int] = []
         wake = asyncio.Event()
         lock = threading.Lock()
+        disconnected = threading.Event()  # set on the network thread once the socket is closed
 
         def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if not getattr(reason, "is_failure", False):
                 loop.call_soon_threadsafe(connected.set)
 
         def on_disconnect(client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            disconnected.set()
             loop.call_soon_threadsafe(lost.set)
             loop.call_soon_threadsafe(wake.set)
 
@@ -208,9 +228,7 @@ class OutboxPublisher:
             log.warning("broker connection lost; %d insights in flight will be sent again", len(inflight))
         finally:
             self.connected = False
-            client.loop_stop()
-            with contextlib.suppress(Exception):
-                client.disconnect()
+            close_client(client, disconnected, self.close_timeout_s)
 
     async def _publish_more(self, conn: psycopg.AsyncConnection[Any], client: paho.Client,
                             inflight: dict[int, int]) -> None:
