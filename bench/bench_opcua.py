@@ -1,8 +1,13 @@
 """OPC-UA ingest benchmark: the OpcUaSource into Arrow batches vs a bare asyncua client that only counts.
 
-One run starts the plant simulator (``edge simulate``, asyncua server) in its own process with
-TAGS = lines x machines x 4 at RATE Hz, then measures, one after the other against that same server, each
-client in a process of its own:
+One run starts an OPC-UA server in its own process, then measures, one after the other against that same
+server, each client in a process of its own. ``--server sim`` (default): the plant simulator (``edge
+simulate``, asyncua server) with TAGS = lines x machines x 4 at RATE Hz; it costs 50-170 µs of CPU per
+value, so on a small machine it cannot deliver 50k values/s. ``--server node``: ``bench/opcua_node_server``
+(node-opcua, Node.js >= 18; ``npm ci`` is run there if its node_modules is missing) serving ``--tags`` Double
+tags (default lines x machines x 4), each changing once a tick (RATE ticks a second) and delivered on change;
+its ticks per second over each client's window give the values it produced, reported beside what the client
+received. The clients:
 
 * ``bare``: asyncua's own subscription API (iterator mode, the cheaper of its two), counting notifications;
 * ``source``: :class:`ingest.opcua.source.OpcUaSource` building SAMPLES batches (emit counts rows, no sink);
@@ -13,6 +18,9 @@ Each client runs in a process of its own; CPU is that process's user+system time
 the source's rows, median per second, compared between the first and the last third of the phase.
 
     .venv/bin/python bench/bench_opcua.py --lines 25 --machines 50 --duration 20
+    .venv/bin/python bench/bench_opcua.py --server node --tags 5000 --duration 20
+
+The server process's CPU (cores, and CPU s per 10k values delivered) is reported per phase too.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 NS = "urn:factory-edge:sim"
+NODE_NS = "urn:factory-edge:bench-node"
+NODE_PREFIX = "tag."
+NODE_SERVER_DIR = REPO / "bench" / "opcua_node_server"
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -40,15 +53,41 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_stats(log_path: str) -> dict[str, int] | None:
+    """The last cumulative ``stats`` line of the node server's log (None for the asyncua simulator)."""
+    if not log_path:
+        return None
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(log_path) - 4096))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [x for x in tail.splitlines() if x.startswith("stats ")]
+    if not lines:
+        return None
+    return {k: int(v) for k, v in (f.split("=", 1) for f in lines[-1].split()[1:])}
+
+
+def tick_rate(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, Any]:
+    """Server ticks per second (every tag changes once a tick) and ticks skipped between two stats lines."""
+    if before is None or after is None or after["t_ms"] <= before["t_ms"]:
+        return {}
+    span_s = (after["t_ms"] - before["t_ms"]) / 1000
+    return {"server_ticks_per_s": (after["ticks"] - before["ticks"]) / span_s,
+            "server_ticks_skipped": after["skipped"] - before["skipped"],
+            "server_ticks_late": after["late"] - before["late"]}
+
+
 # -- clients (run in a child process) -------------------------------------------------------------
-async def client_bare(endpoint: str, tags: list[str], warmup: float, duration: float,
-                      chunk: int, publish_requests: int) -> dict[str, Any]:
+async def client_bare(endpoint: str, ns: str, tags: list[str], warmup: float, duration: float,
+                      chunk: int, publish_requests: int, server_pid: int, server_log: str) -> dict[str, Any]:
     from asyncua import ua
     from asyncua.client.client import Client
 
     client = Client(endpoint, timeout=30, watchdog_intervall=30)  # as the source with request_timeout_s=30
     await client.connect()
-    idx = await client.get_namespace_index(NS)
+    idx = await client.get_namespace_index(ns)
     count = 0
 
     async def consume(sub: Any) -> None:
@@ -67,17 +106,20 @@ async def client_bare(endpoint: str, tags: list[str], warmup: float, duration: f
     in_flight = publish_requests or min(16, n_subs + 1)
     loops = [asyncio.create_task(session._publish_loop()) for _ in range(in_flight - 1)]
     await asyncio.sleep(warmup)
-    c0, t0, n0 = time.process_time(), time.monotonic(), count
+    c0, t0, n0, s0 = time.process_time(), time.monotonic(), count, proc_cpu_s(server_pid)
+    st0 = server_stats(server_log)
     await asyncio.sleep(duration)
-    c1, t1, n1 = time.process_time(), time.monotonic(), count
+    c1, t1, n1, s1 = time.process_time(), time.monotonic(), count, proc_cpu_s(server_pid)
+    st1 = server_stats(server_log)
     for c in consumers + loops:
         c.cancel()
     await client.disconnect()
-    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0}
+    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0, "server_cpu_s": s1 - s0,
+            **tick_rate(st0, st1)}
 
 
-async def client_source(endpoint: str, tags: list[str], warmup: float, duration: float, chunk: int,
-                        publish_requests: int) -> dict[str, Any]:
+async def client_source(endpoint: str, ns: str, tags: list[str], warmup: float, duration: float, chunk: int,
+                        publish_requests: int, server_pid: int, server_log: str) -> dict[str, Any]:
     from edge.envelope import Envelope
     from ingest.opcua.source import OpcUaSource
     from ingest.settings import OpcUaSourceSettings
@@ -99,47 +141,62 @@ async def client_source(endpoint: str, tags: list[str], warmup: float, duration:
     settings = OpcUaSourceSettings.model_validate({
         "name": "bench", "endpoint": endpoint, "max_nodes_per_subscription": chunk,
         "publish_requests": publish_requests, "request_timeout_s": 30,
-        "nodes": [{"tag": t, "node": f"nsu={NS};s={t}"} for t in tags]})
+        "nodes": [{"tag": t, "node": f"nsu={ns};s={t}"} for t in tags]})
     source = OpcUaSource(settings, emit)
     task = asyncio.create_task(source.run())
     await asyncio.wait_for(source.connected.wait(), 60)
     await asyncio.sleep(warmup)
-    c0, t0, n0 = time.process_time(), time.monotonic(), rows
+    c0, t0, n0, s0 = time.process_time(), time.monotonic(), rows, proc_cpu_s(server_pid)
+    st0 = server_stats(server_log)
     await asyncio.sleep(duration)
-    c1, t1, n1 = time.process_time(), time.monotonic(), rows
+    c1, t1, n1, s1 = time.process_time(), time.monotonic(), rows, proc_cpu_s(server_pid)
+    st1 = server_stats(server_log)
     await source.stop()
     await task
     window = [lag for at, lag in lags if t0 <= at <= t1]
     third = max(1, len(window) // 3)
-    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0, "batches": batches,
+    return {"values": n1 - n0, "wall_s": t1 - t0, "cpu_s": c1 - c0, "server_cpu_s": s1 - s0,
+            **tick_rate(st0, st1), "batches": batches,
             "lag_ms_first_third": statistics.median(window[:third]) if window else None,
             "lag_ms_last_third": statistics.median(window[-third:]) if window else None}
 
 
-def child(args: argparse.Namespace) -> None:
+def server_tags(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """Namespace URI and node ids (= tag names) of the server under test."""
+    if args.server == "node":
+        return NODE_NS, [f"{NODE_PREFIX}{i}" for i in range(n_tags(args))]
     from edge.simulator.plant import plant_tags
 
-    tags = [t.name for t in plant_tags(args.lines, args.machines)]
+    return NS, [t.name for t in plant_tags(args.lines, args.machines)]
+
+
+def n_tags(args: argparse.Namespace) -> int:
+    return int(args.tags) if args.server == "node" and args.tags else int(args.lines * args.machines * 4)
+
+
+def child(args: argparse.Namespace) -> None:
+    ns, tags = server_tags(args)
     if args.client == "bare":
-        res = asyncio.run(client_bare(args.endpoint, tags, args.warmup, args.duration, args.chunk,
-                                      args.bare_publish_requests))
+        res = asyncio.run(client_bare(args.endpoint, ns, tags, args.warmup, args.duration, args.chunk,
+                                      args.bare_publish_requests, args.server_pid,
+                                      args.server_log))
     else:
-        res = asyncio.run(client_source(args.endpoint, tags, args.warmup, args.duration, args.chunk,
-                                        args.publish_requests))
+        res = asyncio.run(client_source(args.endpoint, ns, tags, args.warmup, args.duration, args.chunk,
+                                        args.publish_requests, args.server_pid,
+                                        args.server_log))
     print("RESULT " + json.dumps(res), flush=True)
 
 
 # -- driver --------------------------------------------------------------------------------------
-def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", kind, "--endpoint", endpoint, "--lines", str(args.lines),
+def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int,
+          server_log: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, "--endpoint", endpoint, "--server", args.server,
+           "--tags", str(args.tags), "--lines", str(args.lines),
            "--machines", str(args.machines), "--duration", str(args.duration), "--warmup", str(args.warmup),
            "--chunk", str(args.chunk), "--publish-requests", str(args.publish_requests),
-           "--bare-publish-requests", str(args.bare_publish_requests)]
-    s0 = proc_cpu_s(server_pid)
-    t0 = time.monotonic()
+           "--bare-publish-requests", str(args.bare_publish_requests), "--server-pid", str(server_pid),
+           "--server-log", server_log]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
-    wall = time.monotonic() - t0
-    server_cpu = (proc_cpu_s(server_pid) - s0) / wall
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"{kind} client failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -147,7 +204,12 @@ def phase(kind: str, args: argparse.Namespace, endpoint: str, server_pid: int) -
     res["values_per_s"] = res["values"] / res["wall_s"]
     res["cpu_cores"] = res["cpu_s"] / res["wall_s"]
     res["cpu_s_per_10k_values"] = res["cpu_s"] / max(res["values"], 1) * 10_000
-    res["server_cpu_cores"] = server_cpu
+    res["server_cpu_cores"] = res["server_cpu_s"] / res["wall_s"]  # over the client's measured window
+    res["server_cpu_s_per_10k_values"] = res["server_cpu_s"] / max(res["values"], 1) * 10_000
+    if res.get("server_ticks_per_s"):  # node server: what it produced (every tag changes once a tick)
+        res["server_values_per_s"] = res["server_ticks_per_s"] * n_tags(args)
+        res["received_to_produced"] = res["values_per_s"] / res["server_values_per_s"]
+    res["loadavg_1m_after"] = os.getloadavg()[0]
     return res
 
 
@@ -217,8 +279,65 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def node_server_ready() -> None:
+    """Install the node-opcua server's modules (``npm ci``) if they are missing; exit with a hint if npm
+    is not there."""
+    if (NODE_SERVER_DIR / "node_modules" / "node-opcua").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise SystemExit("--server node needs Node.js (>= 18) and npm; then run: "
+                         f"cd {NODE_SERVER_DIR} && npm ci")
+    print(f"installing the node-opcua server's modules: npm ci in {NODE_SERVER_DIR}", file=sys.stderr)
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_SERVER_DIR, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"npm ci failed (exit {done.returncode}); run it by hand: "
+                         f"cd {NODE_SERVER_DIR} && npm ci")
+
+
+def start_server(args: argparse.Namespace, log: Any) -> subprocess.Popen[bytes]:
+    """Start the server under test; its stdout and stderr go to ``log`` (a file, so nothing blocks on a full
+    pipe); returns once it prints its "serving" line."""
+    if args.server == "node":
+        node_server_ready()
+        # a larger young generation: fewer scavenges of the short-lived per-value objects
+        cmd = ["node", "--max-semi-space-size=64", str(NODE_SERVER_DIR / "server.js"),
+               "--tags", str(n_tags(args)), "--port", str(args.port), "--rate-hz", str(args.rate_hz),
+               "--ns", NODE_NS, "--prefix", NODE_PREFIX]
+    else:
+        cmd = [sys.executable, "-m", "edge.cli", "--log-level", "warning", "simulate",
+               "--lines", str(args.lines), "--machines", str(args.machines), "--rate-hz", str(args.rate_hz),
+               "--opcua-port", str(args.port), "--faults", "none", "--layout", "plain"]
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = Path(log.name).read_text(errors="replace")
+        if "serving" in text:
+            return server
+        if server.poll() is not None:
+            raise SystemExit(f"{args.server} server exited with {server.returncode}:\n{text[-3000:]}")
+        time.sleep(0.2)
+    stop_server(server)
+    text = Path(log.name).read_text(errors="replace")
+    raise SystemExit(f"{args.server} server did not start within 120 s:\n{text[-3000:]}")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", choices=["sim", "node"], default="sim",
+                    help="sim: edge simulate (asyncua server); node: bench/opcua_node_server (node-opcua)")
+    ap.add_argument("--tags", type=int, default=0,
+                    help="--server node: number of tags (default lines x machines x 4)")
     ap.add_argument("--lines", type=int, default=25)
     ap.add_argument("--machines", type=int, default=50)
     ap.add_argument("--rate-hz", type=float, default=10.0)
@@ -235,6 +354,8 @@ def main() -> None:
                     help="only measure CPU per value of decoding vs the source's own work (no server)")
     ap.add_argument("--child", choices=["bare", "source"], default=None)
     ap.add_argument("--endpoint", default=None)
+    ap.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--server-log", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.decode_cost:
         decode_cost()
@@ -243,53 +364,50 @@ def main() -> None:
         args.client = args.child
         child(args)
         return
-    n_tags = args.lines * args.machines * 4
+    tags = n_tags(args)
     endpoint = f"opc.tcp://127.0.0.1:{args.port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "--log-level", "warning", "simulate", "--lines", str(args.lines),
-         "--machines", str(args.machines), "--rate-hz", str(args.rate_hz), "--opcua-port", str(args.port),
-         "--faults", "none", "--layout", "plain"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if "serving" not in line:
-            raise SystemExit(f"simulator did not start: {line}")
-        time.sleep(2)
-        s0, w0 = proc_cpu_s(server.pid), time.monotonic()
-        time.sleep(3)
-        idle_cpu = (proc_cpu_s(server.pid) - s0) / (time.monotonic() - w0)
-        load_start = os.getloadavg()[0]
-        phases: dict[str, list[dict[str, Any]]] = {"bare": [], "source": []}
-        for r in range(args.rounds):  # interleaved: bare, source, bare, source, ...
-            for kind in ("bare", "source") if r % 2 == 0 else ("source", "bare"):
-                phases[kind].append(phase(kind, args, endpoint, server.pid))
-                print(f"round {r + 1} {kind}: {phases[kind][-1]['values_per_s']:.0f} values/s, "
-                      f"{phases[kind][-1]['cpu_s_per_10k_values']:.3f} CPU s per 10k values", file=sys.stderr)
-
-        def med(kind: str, key: str) -> float | None:
-            vals = [p[key] for p in phases[kind] if p.get(key) is not None]
-            return float(statistics.median(vals)) if vals else None
-
-        summary = {k: {key: med(k, key) for key in ("values_per_s", "cpu_cores", "cpu_s_per_10k_values",
-                                                   "server_cpu_cores", "lag_ms_first_third",
-                                                   "lag_ms_last_third")} for k in phases}
-        report = {
-            "tags": n_tags, "offered_values_per_s": n_tags * args.rate_hz, "nproc": os.cpu_count(),
-            "loadavg_start_end": [load_start, os.getloadavg()[0]],
-            "server_cpu_cores_no_client": idle_cpu, "median": summary, "phases": phases,
-            "ratio_source_to_bare": _ratio(summary["source"]["values_per_s"],
-                                           summary["bare"]["values_per_s"]),
-            "cpu_per_value_source_to_bare": _ratio(summary["source"]["cpu_s_per_10k_values"],
-                                                   summary["bare"]["cpu_s_per_10k_values"]),
-        }
-        print(json.dumps(report, indent=2, default=lambda x: round(x, 4) if isinstance(x, float) else x))
-    finally:
-        server.terminate()
+    with tempfile.NamedTemporaryFile("wb", prefix=f"bench_opcua_{args.server}_", suffix=".log") as log:
+        server = start_server(args, log)
         try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            time.sleep(2)
+            s0, w0 = proc_cpu_s(server.pid), time.monotonic()
+            time.sleep(3)
+            idle_cpu = (proc_cpu_s(server.pid) - s0) / (time.monotonic() - w0)
+            load_start = os.getloadavg()[0]
+            phases: dict[str, list[dict[str, Any]]] = {"bare": [], "source": []}
+            for r in range(args.rounds):  # interleaved: bare, source, source, bare, ...
+                for kind in ("bare", "source") if r % 2 == 0 else ("source", "bare"):
+                    phases[kind].append(phase(kind, args, endpoint, server.pid,
+                                              log.name if args.server == "node" else ""))
+                    last = phases[kind][-1]
+                    print(f"round {r + 1} {kind}: {last['values_per_s']:.0f} values/s, "
+                          f"{last['cpu_s_per_10k_values']:.3f} CPU s per 10k values, "
+                          f"server {last['server_cpu_cores']:.2f} cores, "
+                          f"{last.get('server_ticks_per_s', float('nan')):.2f} ticks/s, "
+                          f"load {last['loadavg_1m_after']:.1f}", file=sys.stderr)
+                    if server.poll() is not None:
+                        raise SystemExit(f"server exited with {server.returncode}")
+
+            def med(kind: str, key: str) -> float | None:
+                vals = [p[key] for p in phases[kind] if p.get(key) is not None]
+                return float(statistics.median(vals)) if vals else None
+
+            keys = ("values_per_s", "cpu_cores", "cpu_s_per_10k_values", "server_cpu_cores",
+                    "server_cpu_s_per_10k_values", "server_ticks_per_s", "server_values_per_s",
+                    "received_to_produced", "lag_ms_first_third", "lag_ms_last_third")
+            summary = {k: {key: med(k, key) for key in keys} for k in phases}
+            report = {
+                "server": args.server, "tags": tags, "offered_values_per_s": tags * args.rate_hz,
+                "nproc": os.cpu_count(), "loadavg_start_end": [load_start, os.getloadavg()[0]],
+                "server_cpu_cores_no_client": idle_cpu, "median": summary, "phases": phases,
+                "ratio_source_to_bare": _ratio(summary["source"]["values_per_s"],
+                                               summary["bare"]["values_per_s"]),
+                "cpu_per_value_source_to_bare": _ratio(summary["source"]["cpu_s_per_10k_values"],
+                                                       summary["bare"]["cpu_s_per_10k_values"]),
+            }
+            print(json.dumps(report, indent=2, default=lambda x: round(x, 4) if isinstance(x, float) else x))
+        finally:
+            stop_server(server)
 
 
 if __name__ == "__main__":
