@@ -1,10 +1,12 @@
 """The pipeline's inference stage: contextualized samples in, features and insights out.
 
 ``InferenceStage`` (a supervisor component, role "stage") reads CONTEXTUALIZED_SAMPLES Envelopes from its
-inbox, windows them per equipment (``inference.windows``), and once per tick computes the features of every
-closed window (Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each model **once** over
-the windows of all equipment (one runtime call per model per tick). It emits an Envelope of kind "features"
-and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks and drift) through ``emit``.
+inbox, windows them per equipment (``inference.windows``; adding samples and closing windows run in a worker
+thread, one at a time, so a heavy tick does not stall the event loop), and once per tick computes the
+features of every closed window (Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each
+model **once** over the windows of all equipment (one runtime call per model per tick). It emits an
+Envelope of kind "features" and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks
+and drift) through ``emit``.
 
 At start it emits one "events" Envelope with a ``runtime`` event per deployed model (model, version, sha256,
 runtime, providers requested and in use, asset scope: what the TUI's models screen shows), and one with the
@@ -31,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +168,8 @@ class InferenceStage:
             for m in self.models
         }
         self._stopping = asyncio.Event()
+        # the windower is changed by one worker thread at a time (add and ready run off the event loop)
+        self._windowing = asyncio.Lock()
         self.stats = {"envelopes": 0, "samples": 0, "windows": 0, "insights": 0, "ticks": 0}
         for m in self.models:
             log.info(
@@ -270,23 +275,38 @@ class InferenceStage:
             except TimeoutError:
                 env = None
             if env is not None:
-                self._accept(env)
-                self.inbox.task_done()
+                await self._accept_queued([env])
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + tick
                 await self.tick()
         # drain what is queued, then score what has closed
-        while True:
-            try:
-                env = self.inbox.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            self._accept(env)
-            self.inbox.task_done()
+        await self._accept_queued([])
         await self.tick()
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    async def _accept_queued(self, envs: list[Envelope], most: int = 64) -> None:
+        """Window ``envs`` and the Envelopes queued behind them (up to ``most`` in all), in queue order, in
+        a worker thread: ``Windower.add`` costs tens of ms for 10k samples of 256 equipment (BENCHMARKS.md),
+        which must not stall the sources and sinks sharing the event loop."""
+        while len(envs) < most:
+            try:
+                envs.append(self.inbox.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        if not envs:
+            return
+        try:
+            async with self._windowing:
+                await asyncio.to_thread(self._accept_all, envs)
+        finally:
+            for _ in envs:
+                self.inbox.task_done()
+
+    def _accept_all(self, envs: Sequence[Envelope]) -> None:
+        for env in envs:
+            self._accept(env)
 
     def _accept(self, env: Envelope) -> None:
         if env.kind != "samples" or "asset" not in env.batch.schema.names:
@@ -298,7 +318,10 @@ class InferenceStage:
     async def tick(self, now_us: int | None = None) -> TickResult:
         """Close ready windows, featurize and score them, and emit the results."""
         now = now_us if now_us is not None else int(self.clock() * 1e6)
-        windows = self.windower.ready(now)
+        # closing windows (grid filling per window) takes tens to hundreds of ms with many equipment: in a
+        # worker thread, one at a time with ``add`` (the lock), so the event loop stays free
+        async with self._windowing:
+            windows = await asyncio.to_thread(self.windower.ready, now)
         self.stats["ticks"] += 1
         if not windows:
             return TickResult()
@@ -315,10 +338,7 @@ class InferenceStage:
         features = features_batch(windows, names, values, n_valid)
         flags = features.column("flags").to_numpy(zero_copy_only=False).astype(np.int64)
         res = TickResult(features=features)
-        assets = [w.asset for w in windows]
-        starts = np.fromiter((w.start_us for w in windows), dtype=np.int64, count=len(windows))
-        ends = np.fromiter((w.end_us for w in windows), dtype=np.int64, count=len(windows))
-        contexts = [w.context for w in windows]
+        assets, starts, ends, contexts = window_columns(windows)
         for m in self.models:
             every = not m.assets
             rows = (
@@ -393,11 +413,24 @@ class InferenceStage:
             await r
 
 
+def window_columns(
+    windows: Sequence[Window],
+) -> tuple[list[str], np.ndarray, np.ndarray, list[dict[str, str | None]]]:
+    """The windows' assets, starts, ends (int64 µs) and contexts: what ``build_insights`` takes per tick."""
+    n = len(windows)
+    assets = list(map(attrgetter("asset"), windows))
+    starts = np.fromiter(map(attrgetter("start_us"), windows), dtype=np.int64, count=n)
+    ends = np.fromiter(map(attrgetter("end_us"), windows), dtype=np.int64, count=n)
+    return assets, starts, ends, list(map(attrgetter("context"), windows))
+
+
 def _warm_up() -> None:
+    from inference.insights import warm_up as warm_up_insights
     from inference.kernels import warm_up
 
     with contextlib.suppress(Exception):
         warm_up()
+        warm_up_insights()
 
 
 def events_batch(events: Sequence[tuple[str, str, dict[str, Any]]], source: str) -> pa.RecordBatch:

@@ -108,7 +108,7 @@ class Window:
     n_samples: int
     good_fraction: float
     flags: int
-    context: dict[str, str | None]
+    context: dict[str, str | None]  # shared by an equipment's windows while it is unchanged: read-only
 
     @property
     def gated(self) -> bool:
@@ -128,6 +128,10 @@ class _Asset:
     late_pending: bool = False
     ctx_ts: list[int] = field(default_factory=list)
     ctx_val: list[tuple[str | None, ...]] = field(default_factory=list)
+    # the context dict handed out last (values, columns, dict) and the empty one: windows share them while
+    # the context is unchanged, so consumers can compare contexts by identity (build_insights' cache)
+    ctx_shared: tuple[tuple[str | None, ...], list[str], dict[str, str | None]] | None = None
+    no_ctx: dict[str, str | None] = field(default_factory=dict)
 
     def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if len(self.ts) != 1:
@@ -188,14 +192,19 @@ class Windower:
         flg = batch.column("flags").to_numpy(zero_copy_only=False).astype(np.int32)
         ctx_cols = [c for c in MES_COLUMNS if c in batch.schema.names]
         ctx_codes = [_codes(batch.column(c)) for c in ctx_cols]
-        for a_code in np.unique(asset_codes):
+        # the rows of each equipment (in batch order) from one stable sort, not one scan per equipment
+        by_asset = np.argsort(asset_codes, kind="stable")
+        sorted_codes = asset_codes[by_asset]
+        cuts = np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(by_asset)], strict=True):
+            a_code = int(sorted_codes[lo])
             if a_code < 0:
                 continue  # unmapped samples carry no equipment: nothing to window
             name = str(asset_names[a_code])
             st = self.assets.get(name)
             if st is None:
                 st = self.assets[name] = _Asset()
-            rows = np.flatnonzero(asset_codes == a_code)
+            rows = by_asset[lo:hi]
             a_ts = ts[rows]
             # map this batch's signal codes to the asset's signal ids
             local = np.full(len(sig_names) + 1, -1, dtype=np.int32)
@@ -355,11 +364,15 @@ class Windower:
         good_fraction = min(coverage, good_share)
         if good_fraction < spec.min_good_fraction:
             flags |= WINDOW_LOW_COVERAGE
-        context: dict[str, str | None] = {}
+        context = st.no_ctx
         cols = getattr(self, "_ctx_cols", [])
         if st.ctx_ts:
             i = int(np.searchsorted(np.asarray(st.ctx_ts), end, "left")) - 1
             if i >= 0:
-                context = dict(zip(cols, st.ctx_val[i], strict=False))
+                vals = st.ctx_val[i]
+                shared = st.ctx_shared
+                if shared is None or shared[0] is not vals or shared[1] != cols:
+                    shared = st.ctx_shared = (vals, list(cols), dict(zip(cols, vals, strict=False)))
+                context = shared[2]
         names = list(st.signals)
         return Window(name, start, end, names, grid, n_samples, good_fraction, flags, context)

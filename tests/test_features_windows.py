@@ -225,3 +225,16 @@ def test_spectral_features_for_vibration_signals() -> None:
     fb = FeatureExtractor(fs, ["vib"], n_bands=4).compute(wins)
     assert fb.column("vib__dom_freq").to_pylist()[0] == pytest.approx(100.0)
     assert "vib__band3" in fb.schema.names
+
+
+def test_context_dict_is_shared_while_unchanged_and_renewed_on_change() -> None:
+    # build_insights keeps the context column while the tick's contexts are the same objects
+    wo = ["WO-1"] * 40 + ["WO-2"] * 22  # 31 s at 1 Hz x 2 tags: the context changes at 20 s
+    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w.add(regular(31, work_order=wo))
+    wins = w.ready()
+    assert [x.context["work_order"] for x in wins] == ["WO-1", "WO-1", "WO-2"]
+    assert wins[0].context is wins[1].context and wins[2].context is not wins[1].context
+    w.add(regular(10, start=T0 + 31 * US, work_order=["WO-2"] * 20))
+    later = w.ready()
+    assert later and all(x.context is wins[2].context for x in later)

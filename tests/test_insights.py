@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
+import time
 from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from edge.datamodel import EVENTS, INSIGHTS, features_schema
@@ -20,6 +23,7 @@ from inference.packages import Registry
 from inference.settings import InferenceSettings
 from inference.stage import InferenceStage
 from inference.train import TrainingSet, fit
+from inference.windows import Window
 from tests.test_features_windows import T0, US, regular
 
 
@@ -252,6 +256,56 @@ async def test_stage_gates_bad_windows_and_reports_missing_features(tmp_path: Pa
     rows = res.insights[0][2].to_pylist()
     assert rows and all(r["gated"] and r["severity"] == "ok" for r in rows)
     assert all(r["quality_flags"] & (1 << 18) for r in rows)
+
+
+async def test_stage_windows_off_the_event_loop(tmp_path: Path) -> None:
+    """``Windower.add`` and ``Windower.ready`` run in worker threads, so the event loop keeps serving other
+    coroutines during a heavy tick: here ``ready`` waits until a heartbeat coroutine has beaten twice more,
+    which it can only do if the loop is free (on the loop thread it would wait out its 30 s and fail)."""
+    settings = _registry_with_model(tmp_path)
+    inbox: asyncio.Queue[Envelope] = asyncio.Queue()
+    out: list[Envelope] = []
+    stage = InferenceStage(settings, inbox, out.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
+    loop_thread = threading.get_ident()
+    threads: dict[str, set[int]] = {"add": set(), "ready": set()}
+    beats = 0
+    progressed: list[int] = []
+    real_add, real_ready = stage.windower.add, stage.windower.ready
+
+    def add(batch: pa.RecordBatch) -> None:
+        threads["add"].add(threading.get_ident())
+        real_add(batch)
+
+    def ready(now_us: int | None = None) -> list[Window]:
+        threads["ready"].add(threading.get_ident())
+        start, deadline = beats, time.monotonic() + 30
+        while beats < start + 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        progressed.append(beats - start)
+        return real_ready(now_us)
+
+    stage.windower.add = add  # type: ignore[method-assign]
+    stage.windower.ready = ready  # type: ignore[method-assign]
+
+    async def heartbeat() -> None:
+        nonlocal beats
+        while True:
+            beats += 1
+            await asyncio.sleep(0.001)
+
+    hb = asyncio.create_task(heartbeat())
+    task = asyncio.create_task(stage.run())
+    await inbox.put(Envelope("samples", regular(41, asset="eq/A"), "b1"))
+    await inbox.put(Envelope("samples", regular(41, asset="eq/B"), "b2"))
+    await inbox.join()
+    await stage.stop()
+    await asyncio.wait_for(task, 120)
+    hb.cancel()
+    assert threads["add"] and loop_thread not in threads["add"]
+    assert threads["ready"] and loop_thread not in threads["ready"]
+    assert progressed and min(progressed) >= 2  # the loop ran the heartbeat while ready() was busy
+    ins = [e for e in out if e.kind == "insights"]
+    assert sum(e.num_rows for e in ins) == 10  # the windows closed as before: 5 per equipment
 
 
 def test_events_batch_schema() -> None:

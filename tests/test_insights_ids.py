@@ -96,3 +96,34 @@ def test_top_features_text_at_extreme_magnitudes() -> None:
         flags=[0, 0], gated=[False, False], contexts=[{}, {}], tracker=SeverityTracker(), k=len(vals),
     )
     assert b.column("top_features").to_pylist() == [top_features(names, row, len(vals)) for row in c]
+
+
+def test_build_insights_follows_changing_assets_and_contexts_between_ticks() -> None:
+    """The per-(tracker, model) cache (asset column, severity slots, context column) must follow what each
+    tick passes: new equipment, a reordered or shorter tick, a changed context (a new dict), float32
+    contributions with values Python must format."""
+    rng = np.random.default_rng(11)
+    names = ["a__mean", "b__rms", "c__std", "d__max"]
+    tracker, ref = SeverityTracker(hysteresis_windows=1), SeverityTracker(hysteresis_windows=1)
+    ctx = {f"eq{i}": {"work_order": f"WO-{i}"} for i in range(6)}
+    ticks = [["eq0", "eq1", "eq2"], ["eq0", "eq1", "eq2"], ["eq2", "eq0", "eq1"], ["eq3", "eq4", "eq5"]]
+    ticks += [["eq2", "eq0", "eq1", "eq3"], ["eq5"], ["eq0", "eq1"], ["eq0", "eq1"]]
+    for t, assets in enumerate(ticks):
+        if t == 7:  # the same equipment as the tick before, eq0's context changed (a new dict)
+            ctx["eq0"] = {"work_order": "WO-changed", "batch": "B1"}
+        n = len(assets)
+        contributions = rng.normal(size=(n, len(names))).astype(np.float32)
+        contributions[0, 1] = np.float32(1e-40)  # subnormal: Python's formatting
+        scores = rng.gamma(2.0, 0.7, size=n)
+        b = build_insights(
+            model="m", version="1", sha256="0" * 64, threshold=1.0, feature_names=names, assets=assets,
+            window_start_us=np.full(n, t * 10), window_end_us=np.full(n, t * 10 + 10), scores=scores,
+            contributions=contributions, flags=np.zeros(n, dtype=np.int64), gated=np.zeros(n, dtype=bool),
+            contexts=[ctx[a] for a in assets], tracker=tracker,
+        ).to_pylist()
+        for i, row in enumerate(b):
+            assert row["asset"] == assets[i]
+            assert row["insight_id"] == insight_id("m", "1", assets[i], t * 10, t * 10 + 10)
+            assert row["severity"] == ref.update(assets[i], "m", float(scores[i]), 1.0, False)
+            assert row["top_features"] == top_features(names, contributions[i], 3)
+            assert json.loads(row["context"]) == ctx[assets[i]]
