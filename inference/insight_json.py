@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from contextualize.uns import INSIGHTS
+
 SCHEMA_PATH = Path(__file__).with_name("insight.schema.json")
 SCHEMA_VERSION = 1
 QOS = 1
@@ -29,8 +31,11 @@ def _clean(part: str) -> str:
 
 
 def insight_topic(asset: str, model: str, prefix: str = "") -> str:
-    """``[prefix/]<asset path>/_insights/<model>``; ``asset`` is the ISA-95 path (``site/area/.../eq``)."""
-    parts = [p for p in (_clean(prefix), _clean(asset), "_insights", _clean(model).replace("/", "_")) if p]
+    """``[prefix/]<asset path>/_insights/<model>``; ``asset`` is the ISA-95 path (``site/area/.../eq``).
+
+    The same layout as :func:`contextualize.uns.insight_topic`, which raises on a name that is not a valid UNS
+    segment; this one is for publishing and never raises: reserved characters and empty levels are cleaned."""
+    parts = [p for p in (_clean(prefix), _clean(asset), INSIGHTS, _clean(model).replace("/", "_")) if p]
     return "/".join(parts)
 
 
