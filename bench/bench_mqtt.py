@@ -12,8 +12,12 @@ Scenarios:
 
 Run: .venv/bin/python bench/bench_mqtt.py [--scenario single batched sparkplug] [--repeat 3]
      [--json-variant orjson arrow-1thread arrow-threads file]   (JSON codec variants, interleaved in the same
-     run; default: the codec's defaults only; "file" = the JsonCodec of --codec-file, e.g. an older version:
-     git show REV:ingest/codecs/json_codec.py > /tmp/json_codec_old.py)
+     run; default: the source's defaults only; "file" = the JsonCodec of --codec-file, e.g. an older version:
+     git show REV:ingest/codecs/json_codec.py > /tmp/json_codec_old.py; "workers0", "workers1", "workers2":
+     the default codec with that many decode worker processes, 0 = decoding in the network thread; every
+     variant other than default, file and workersN passes its codec object, so it decodes in the thread)
+CPU is the benchmark process's own plus that of the child processes it reaped during the run (the decode
+workers; the private mosquitto is reaped only at the end, so it is not in it). "worker CPU" is that part.
      [--codec-only]   (no broker: JsonCodec.decode + to_samples in process, 100 batched messages a call)
 """
 
@@ -22,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
+import resource
 import statistics
 import sys
 import threading
@@ -143,7 +149,16 @@ JSON_VARIANTS: dict[str, dict[str, bool]] = {
     "arrow-threads": {"arrow_json": True, "arrow_threads": True},
     "arrow-1thread": {"arrow_json": True, "arrow_threads": False},
     "orjson": {"arrow_json": False},
+    "workers0": {},
+    "workers1": {},
+    "workers2": {},
 }
+
+
+def children_cpu() -> float:
+    """CPU seconds of the child processes reaped so far (the decode workers, once a run has ended)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 CODEC_FILE: list[str] = []  # --codec-file
@@ -204,6 +219,8 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
                     done.set()
             env.acknowledge()
 
+        if variant.startswith("workers"):
+            kw["decode_workers"] = int(variant.removeprefix("workers"))
         settings = MqttSourceSettings(
             name="bench",
             topics=[topic],
@@ -215,7 +232,7 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
         )
         broker = BrokerSettings(url=f"mqtt://127.0.0.1:{port}")  # type: ignore[call-arg]
         codec = None
-        if variant != "default":
+        if variant != "default" and not variant.startswith("workers"):
             codec = json_codec_class(variant)(
                 topic_pattern=settings.topic_pattern, tag_template=settings.tag_from_topic,
                 value_path=settings.value_path, ts_path=settings.ts_path, quality_path=settings.quality_path,
@@ -231,6 +248,10 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
         dt = time.perf_counter() - t0
         await source.stop()
         await task
+        if source.decode_workers:  # the thread decodes until the worker has started (a one-time cost)
+            c = source.counters
+            print(f"    batches decoded by the worker {c['batches_decoded_by_workers']}, in the thread "
+                  f"{c['batches_decoded_in_thread']} (while it started)", flush=True)
         return dt, batches
 
     return asyncio.run(main())
@@ -323,22 +344,26 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
     wall: dict[str, list[float]] = {w: [] for w in whos}
     cpu: dict[str, list[float]] = {w: [] for w in whos}
     batches: dict[str, list[int]] = {w: [] for w in whos}
+    worker_cpu: dict[str, list[float]] = {w: [] for w in whos}
     for r in range(repeat):
         order = whos if r % 2 == 0 else whos[::-1]
         for who in order:
             cid = f"{who.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
             make_session(port, cid, topic)
             load(port, msgs)
-            cpu0 = time.process_time()
+            cpu0, child0 = time.process_time(), children_cpu()
             if who == "bare":
                 wall[who].append(bare(port, cid, len(msgs)))
             else:
                 dt, nb = ours(port, cid, topic, n_samples, variant=who.split(":", 1)[1], **kw)
                 wall[who].append(dt)
                 batches[who].append(nb)
-            cpu[who].append(time.process_time() - cpu0)
+            child = children_cpu() - child0  # decode workers, reaped when the source stopped
+            cpu[who].append(time.process_time() - cpu0 + child)
+            worker_cpu[who].append(child)
             drop_session(port, cid)  # else every later load is queued for this session too
-            print(f"  {name} run {r + 1} {who}: {wall[who][-1]:.2f} s, CPU {cpu[who][-1]:.2f} s", flush=True)
+            print(f"  {name} run {r + 1} {who}: {wall[who][-1]:.2f} s, CPU {cpu[who][-1]:.2f} s "
+                  f"(workers {child:.2f} s), load average {os.getloadavg()[0]:.2f}", flush=True)
     b = statistics.median(wall["bare"])
     b_cpu = statistics.median(cpu["bare"])
     results = []
@@ -363,6 +388,8 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
             "bare_runs_s": [round(x, 3) for x in wall["bare"]],
             "ours_runs_s": [round(x, 3) for x in wall[who]],
             "ours_runs_cpu_s": [round(x, 3) for x in cpu[who]],
+            "ours_worker_cpu_us_per_msg": statistics.median(worker_cpu[who]) / len(msgs) * 1e6,
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         })
     return results
 
@@ -393,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_inflight_messages 0\n"
     ).start()
     report: Callable[[dict[str, Any]], None] = lambda r: print(orjson.dumps(r).decode(), flush=True)  # noqa: E731
+    print(f"load average at start: {[round(x, 2) for x in os.getloadavg()]}", flush=True)
     try:
         for name in args.scenario:
             variants = args.json_variant if name != "sparkplug" else ["default"]
@@ -403,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"ours {res['ours_msgs_per_s']:,.0f} msg/s = {res['ours_samples_per_s']:,.0f} samples/s"
                     f" | ratio {res['ratio']:.2f} | CPU/msg bare {res['bare_cpu_us_per_msg']:.1f} us, ours "
                     f"{res['ours_cpu_us_per_msg']:.1f} us (CPU ratio {res['cpu_ratio']:.2f}; ours "
-                    f"{res['ours_cpu_ns_per_sample']:.0f} ns CPU/sample)",
+                    f"{res['ours_cpu_ns_per_sample']:.0f} ns CPU/sample, of it in workers "
+                    f"{res['ours_worker_cpu_us_per_msg']:.1f} us/msg) | load average {res['loadavg_end']}",
                     flush=True,
                 )
     finally:
