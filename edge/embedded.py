@@ -73,7 +73,10 @@ def _ensure_system_user() -> tuple[int, int]:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         try:
-            subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+            # useradd lives in /usr/sbin, which a root PATH may lack (a service unit, a test's env)
+            search = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+            useradd = shutil.which("useradd", path=search) or "useradd"
+            subprocess.run([useradd, "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
                             SYSTEM_USER], check=True, capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as exc:
             raise ServiceError(f"running as root: cannot create system user {SYSTEM_USER}: {exc}") from exc

@@ -31,12 +31,12 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
 _PARAM = np.uint64(0x01010000 ^ 16)  # parameter block word 0: digest length 16, no key, fanout 1, depth 1
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _rotr(x: Any, n: int) -> Any:  # pragma: no cover - compiled
     return (x >> np.uint64(n)) | (x << np.uint64(64 - n))  # rotate right
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _g(a: Any, b: Any, c: Any, d: Any, x: Any, y: Any) -> tuple[Any, Any, Any, Any]:  # pragma: no cover
     a = a + b + x
     d = _rotr(d ^ a, 32)
@@ -182,7 +182,7 @@ def _compress(h: np.ndarray, w: np.ndarray, o: int, t: Any, last: bool) -> None:
     h[7] ^= v7 ^ v15
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def put_int(buf: np.ndarray, pos: int, value: int) -> int:  # pragma: no cover - compiled
     """``str(value)`` as ASCII at ``pos``; returns the position after it."""
     if value < 0:

@@ -205,7 +205,7 @@ def _python_sig6(x: float) -> tuple[int, int]:
 _P10 = np.array([float(10**i) for i in range(23)])  # 1e0 .. 1e22, all exact doubles
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _sig6(a: float) -> tuple[int, int]:  # pragma: no cover - compiled
     """``f"{a:.6g}"`` of a >= 0 as (significand, d): a rounds to significand × 10**-d with 6 significant
     digits (1e5 <= significand <= 1e6; (0, 0) for zero). A scaled rounding, exact because both the rounding
@@ -222,7 +222,7 @@ def _sig6(a: float) -> tuple[int, int]:  # pragma: no cover - compiled
     return math.floor(y + 0.5), d
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _copy(out: np.ndarray, pos: int, src: np.ndarray, start: int, end: int) -> int:  # pragma: no cover
     """``src[start:end]`` into ``out`` at ``pos`` (indexed from a fixed base: measured 4x faster than a loop
     that advances ``pos``, and faster than a slice assignment, for the ~40-byte copies here)."""
@@ -232,7 +232,7 @@ def _copy(out: np.ndarray, pos: int, src: np.ndarray, start: int, end: int) -> i
     return pos + n
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _put_float(
     out: np.ndarray, pos: int, mant: int, d: int, neg: bool, digits: np.ndarray
 ) -> int:  # pragma: no cover - compiled
@@ -294,7 +294,7 @@ def _put_float(
     return put_int(out, pos, ex)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _top_k_row(contrib: np.ndarray, i: int, kk: int, vals: np.ndarray, order: np.ndarray) -> None:
     # pragma: no cover - compiled
     """The kk largest |contrib[i]| (NaN and infinities count as 0), largest first, equal values in index
@@ -381,7 +381,7 @@ def _write_json(
     return offsets, out[:pos]
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _aligned(x: int) -> int:  # pragma: no cover - compiled
     return (x + 63) // 64 * 64
 
@@ -642,7 +642,8 @@ def build_insights(
         if c2.ndim == 2 and c2.shape[0] > 0:
             if c2.shape[0] < n:
                 raise ValueError("build_insights: fewer contribution rows than windows")
-            c2 = c2[:n] if c2.dtype in (np.float32, np.float64) else c2[:n].astype(np.float64)
+            # one dtype for the kernel: each further one is another compilation (seconds on a cold cache)
+            c2 = c2[:n] if c2.dtype == np.float64 else c2[:n].astype(np.float64)
             c = np.ascontiguousarray(c2)
     frag_buf, frag_off = _feature_fragments(feature_names)
     meta, arena = _rows_kernel(
@@ -688,9 +689,8 @@ def build_insights(
 
 def warm_up() -> None:
     """Compile (or load from Numba's cache) the row kernels with the argument types the stage passes
-    (float32 contributions from ONNX Runtime, float64 ones, none), e.g. in a worker thread before the first
-    tick."""
-    for contrib in (np.zeros((1, 2), dtype=np.float32), np.zeros((1, 2)), None):
+    (contributions of any dtype become float64; none), e.g. in a worker thread before the first tick."""
+    for contrib in (np.zeros((1, 2)), None):
         build_insights(
             model="m", version="1", sha256="", threshold=1.0, feature_names=["a", "b"], assets=["a"],
             window_start_us=np.zeros(1, dtype=np.int64), window_end_us=np.ones(1, dtype=np.int64),

@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -265,22 +266,24 @@ class InferenceStage:
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
         await self.emit_start_events()
-        await asyncio.to_thread(_warm_up)
+        # Samples are windowed from the start; scoring waits until the kernels are compiled (see warm_up)
+        warm = asyncio.create_task(warm_up())
         tick = self.settings.tick_s
         next_tick = time.monotonic() + tick
         while not self._stopping.is_set():
-            timeout = max(0.0, next_tick - time.monotonic())
+            timeout = max(0.0, next_tick - time.monotonic()) if warm.done() else 0.1
             try:
                 env = await asyncio.wait_for(self.inbox.get(), timeout)
             except TimeoutError:
                 env = None
             if env is not None:
                 await self._accept_queued([env])
-            if time.monotonic() >= next_tick:
+            if time.monotonic() >= next_tick and warm.done():
                 next_tick = time.monotonic() + tick
                 await self.tick()
         # drain what is queued, then score what has closed
         await self._accept_queued([])
+        await warm
         await self.tick()
 
     async def stop(self) -> None:
@@ -424,12 +427,37 @@ def window_columns(
     return assets, starts, ends, list(map(attrgetter("context"), windows))
 
 
-def _warm_up() -> None:
+async def warm_up() -> None:
+    """Compile the Numba kernels the stage runs without stalling this process: a child process compiles
+    them into Numba's on-disk cache (on a cold cache that takes tens of seconds of CPU here, which in this
+    process would hold the GIL that the sources and sinks need), then this process loads them from the cache
+    in a worker thread (about a second). Without a writable cache the load compiles here as before."""
+    t0 = time.monotonic()
+    try:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from inference.stage import compile_kernels; compile_kernels()",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await child.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            raise
+    except OSError:
+        log.warning("cannot compile the kernels in a child process; compiling here", exc_info=True)
+    await asyncio.to_thread(compile_kernels)
+    log.info("inference kernels ready", extra={"seconds": round(time.monotonic() - t0, 2)})
+
+
+def compile_kernels() -> None:
+    """Compile (or load from Numba's cache) the feature and insight kernels with the stage's types."""
     from inference.insights import warm_up as warm_up_insights
-    from inference.kernels import warm_up
+    from inference.kernels import warm_up as warm_up_features
 
     with contextlib.suppress(Exception):
-        warm_up()
+        warm_up_features()
         warm_up_insights()
 
 
