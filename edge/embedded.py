@@ -205,13 +205,7 @@ def start_mqtt_broker(port: int | None = None, timeout: float = 10.0,
     conf = directory / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    broker = MqttBroker(port, directory, proc)
-    try:
-        _wait_port("127.0.0.1", port, timeout, proc)
-    except BaseException:
-        broker.stop()
-        raise
-    return broker
+    return _listening(MqttBroker(port, directory, proc), timeout)
 
 
 def _start_amqtt(port: int, timeout: float) -> MqttBroker:
@@ -223,9 +217,13 @@ def _start_amqtt(port: int, timeout: float) -> MqttBroker:
     directory = Path(tempfile.mkdtemp(prefix="fe-amqtt-"))
     proc = subprocess.Popen([sys.executable, "-m", "edge.amqtt_broker", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    broker = MqttBroker(port, directory, proc, protocol="3.1.1")
+    return _listening(MqttBroker(port, directory, proc, protocol="3.1.1"), timeout)
+
+
+def _listening(broker: MqttBroker, timeout: float) -> MqttBroker:
+    """``broker`` once its port accepts connections; stopped (and the error raised) if it never does."""
     try:
-        _wait_port("127.0.0.1", port, timeout, proc)
+        _wait_port("127.0.0.1", port=broker.port, timeout=timeout, proc=broker.proc)
     except BaseException:
         broker.stop()
         raise

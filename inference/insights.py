@@ -319,6 +319,53 @@ def _top_k_row(contrib: np.ndarray, i: int, kk: int, vals: np.ndarray, order: np
         order[p] = j
 
 
+@njit(cache=True)
+def _round_top_row(
+    contrib: np.ndarray, i: int, kk: int, vals: np.ndarray, order: np.ndarray, mant: np.ndarray,
+    dexp: np.ndarray, neg: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Row i's top-kk order and the 6-digit rounding of those values (1-d outputs); returns how many of them
+    the rounding could not vouch for (significand -1: Python formats those)."""
+    _top_k_row(contrib, i, kk, vals, order)
+    unsure = 0
+    for t in range(kk):
+        x = float(contrib[i, order[t]])
+        if not np.isfinite(x):
+            x = 0.0
+        neg[t] = math.copysign(1.0, x) < 0.0
+        m, d = _sig6(abs(x))
+        mant[t] = m
+        dexp[t] = d
+        unsure += m < 0
+    return unsure
+
+
+@njit(cache=True)
+def _json_row(
+    out: np.ndarray, pos: int, kk: int, order: np.ndarray, mant: np.ndarray, dexp: np.ndarray,
+    neg: np.ndarray, frag_buf: np.ndarray, frag_off: np.ndarray, digits: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """One row's top-features JSON at ``pos`` (``frag`` j is ``{"feature": <name j>, "contribution": ``);
+    returns the position after it."""
+    out[pos] = 91  # [
+    pos += 1
+    for t in range(kk):
+        if t:
+            out[pos] = 44  # ,
+            out[pos + 1] = 32
+            pos += 2
+        o = order[t]
+        lo = frag_off[o]
+        ln = frag_off[o + 1] - lo
+        out[pos:pos + ln] = frag_buf[lo:lo + ln]  # measured faster than a byte loop here
+        pos += ln
+        pos = _put_float(out, pos, mant[t], dexp[t], neg[t], digits)
+        out[pos] = 125  # }
+        pos += 1
+    out[pos] = 93  # ]
+    return pos + 1
+
+
 @njit(nogil=True, cache=True)
 def _top_k(contrib: np.ndarray, k: int) -> Any:  # pragma: no cover - compiled
     """Per row the top-k order and the 6-digit rounding of those values: (order, mant, dexp, neg, unsure)."""
@@ -331,16 +378,7 @@ def _top_k(contrib: np.ndarray, k: int) -> Any:  # pragma: no cover - compiled
     vals = np.empty(max(kk, 1), dtype=np.float64)
     unsure = 0
     for i in range(n):
-        _top_k_row(contrib, i, kk, vals, order[i])
-        for t in range(kk):
-            x = float(contrib[i, order[i, t]])
-            if not np.isfinite(x):
-                x = 0.0
-            neg[i, t] = math.copysign(1.0, x) < 0.0
-            m, d = _sig6(abs(x))
-            mant[i, t] = m
-            dexp[i, t] = d
-            unsure += m < 0
+        unsure += _round_top_row(contrib, i, kk, vals, order[i], mant[i], dexp[i], neg[i])
     return order, mant, dexp, neg, unsure
 
 
@@ -360,24 +398,8 @@ def _write_json(
     digits = np.empty(24, dtype=np.uint8)
     pos = 0
     for i in range(n):
-        out[pos] = 91  # [
-        pos += 1
-        for t in range(k):
-            if t:
-                out[pos] = 44  # ,
-                out[pos + 1] = 32
-                pos += 2
-            o = order[i, t]
-            lo = frag_off[o]
-            ln = frag_off[o + 1] - lo
-            out[pos:pos + ln] = frag_buf[lo:lo + ln]
-            pos += ln
-            pos = _put_float(out, pos, mant[i, t], dexp[i, t], neg[i, t], digits)
-            out[pos] = 125  # }
-            pos += 1
-        out[pos] = 93  # ]
-        offsets[i + 1] = pos + 1
-        pos += 1
+        pos = _json_row(out, pos, k, order[i], mant[i], dexp[i], neg[i], frag_buf, frag_off, digits)
+        offsets[i + 1] = pos
     return offsets, out[:pos]
 
 
@@ -458,35 +480,10 @@ def _rows_kernel(
     pos = o_json
     for i in range(n):
         if kk:
-            _top_k_row(contrib, i, kk, vals, order)
-            for t in range(kk):
-                x = float(contrib[i, order[t]])
-                if not np.isfinite(x):
-                    x = 0.0
-                neg[t] = math.copysign(1.0, x) < 0.0
-                m, d = _sig6(abs(x))
-                mant[t] = m
-                dexp[t] = d
-                unsure += m < 0
+            unsure += _round_top_row(contrib, i, kk, vals, order, mant, dexp, neg)
         if unsure:
             continue  # the caller formats these rows again with Python's help
-        arena[pos] = 91  # [
-        pos += 1
-        for t in range(kk):
-            if t:
-                arena[pos] = 44  # ,
-                arena[pos + 1] = 32
-                pos += 2
-            o = order[t]
-            lo = frag_off[o]
-            ln = frag_off[o + 1] - lo
-            arena[pos:pos + ln] = frag_buf[lo:lo + ln]  # measured faster than a byte loop here
-            pos += ln
-            pos = _put_float(arena, pos, mant[t], dexp[t], neg[t], digits)
-            arena[pos] = 125  # }
-            pos += 1
-        arena[pos] = 93  # ]
-        pos += 1
+        pos = _json_row(arena, pos, kk, order, mant, dexp, neg, frag_buf, frag_off, digits)
         joff[i + 1] = pos - o_json
     meta[0] = n_null
     meta[1] = unsure

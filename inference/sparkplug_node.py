@@ -27,7 +27,7 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from ingest.codecs import Command
-from ingest.codecs.sparkplug import BDSEQ_METRIC, NAMESPACE, REBIRTH_METRIC, DataType, pb, set_metric_value
+from ingest.codecs.sparkplug import BDSEQ_METRIC, NAMESPACE, REBIRTH_METRIC, DataType, make_payload, pb
 
 METRICS: tuple[tuple[str, int], ...] = (
     ("score", DataType.Double),
@@ -66,20 +66,9 @@ def _values(row: dict[str, Any]) -> dict[str, object]:
 
 
 def _payload(metrics: list[_Metric], *, seq: int | None, timestamp_ms: int) -> bytes:
-    p = pb.Payload()
-    p.timestamp = timestamp_ms
-    if seq is not None:
-        p.seq = seq
-    for name, alias, datatype, value, ts_ms in metrics:
-        m = p.metrics.add()
-        if name is not None:
-            m.name = name
-        if alias is not None:
-            m.alias = alias
-        m.datatype = int(datatype)
-        m.timestamp = ts_ms
-        set_metric_value(m, int(datatype), value)
-    return bytes(p.SerializeToString())
+    """``make_payload`` with each metric's own timestamp (its insight's ``ts``)."""
+    return make_payload([m[:4] for m in metrics], seq=seq, timestamp_ms=timestamp_ms,
+                        metric_ts_ms=[m[4] for m in metrics])
 
 
 def is_rebirth_request(payload: bytes) -> bool:

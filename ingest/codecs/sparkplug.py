@@ -84,20 +84,22 @@ def metric_value(m: Any, datatype: int) -> float | None:
 
 
 def make_payload(metrics: Sequence[tuple[str | None, int | None, int, Any]], *, seq: int | None,
-                 timestamp_ms: int | None = None, historical: bool = False) -> bytes:
-    """A Sparkplug B payload: metrics are (name or None, alias or None, datatype, value)."""
+                 timestamp_ms: int | None = None, historical: bool = False,
+                 metric_ts_ms: Sequence[int] | None = None) -> bytes:
+    """A Sparkplug B payload: metrics are (name or None, alias or None, datatype, value), each timestamped
+    with the payload's time or, given ``metric_ts_ms``, with its own."""
     p = pb.Payload()
     p.timestamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     if seq is not None:
         p.seq = seq
-    for name, alias, datatype, value in metrics:
+    for i, (name, alias, datatype, value) in enumerate(metrics):
         m = p.metrics.add()
         if name is not None:
             m.name = name
         if alias is not None:
             m.alias = alias
         m.datatype = int(datatype)
-        m.timestamp = p.timestamp
+        m.timestamp = p.timestamp if metric_ts_ms is None else metric_ts_ms[i]
         if historical:
             m.is_historical = True
         set_metric_value(m, int(datatype), value)

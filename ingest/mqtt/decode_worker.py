@@ -264,6 +264,12 @@ def _read_exact(fd: int, n: int) -> bytearray | None:
     return buf
 
 
+def _read_frame(fd: int) -> bytearray | None:
+    """One length-prefixed frame, or None at end of file (the parent is gone)."""
+    head = _read_exact(fd, _LEN.size)
+    return None if head is None else _read_exact(fd, _LEN.unpack(head)[0])
+
+
 def _write_all(fd: int, *parts: bytes) -> None:
     for part in parts:
         view = memoryview(part)
@@ -291,10 +297,7 @@ def main(argv: list[str]) -> int:
 
     from ingest.codecs.json_codec import JsonCodec  # (not pydantic and the settings: a faster start)
 
-    head = _read_exact(req_fd, _LEN.size)
-    if head is None:
-        return 0
-    body = _read_exact(req_fd, _LEN.unpack(head)[0])
+    body = _read_frame(req_fd)
     if body is None:
         return 0
     settings = SimpleNamespace(**pickle.loads(body))
@@ -302,10 +305,7 @@ def main(argv: list[str]) -> int:
     ready = pickle.dumps(READY, protocol=5)
     _write_all(res_fd, _LEN.pack(len(ready)), ready)
     while True:
-        head = _read_exact(req_fd, _LEN.size)
-        if head is None:
-            return 0
-        body = _read_exact(req_fd, _LEN.unpack(head)[0])
+        body = _read_frame(req_fd)
         if body is None:
             return 0
         seq, recv_us, now_us, topics, payloads = pickle.loads(body)
