@@ -309,12 +309,24 @@ def sparkplug_messages(n: int, group: str, metrics: int = 100) -> list[tuple[str
     return out
 
 
-def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[str]) -> list[dict[str, Any]]:
+def broker_cpu(broker: MosquittoProcess) -> float:
+    """CPU seconds the private mosquitto has used so far (user + system, from /proc), 0.0 where unknown."""
+    if broker.proc is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{broker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[str],
+             messages: int | None = None) -> list[dict[str, Any]]:
     port = broker.port
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     kw: dict[str, Any] = {}
     if name == "single":
-        n_msgs = 200_000
+        n_msgs = messages or 200_000
         msgs = single_messages(n_msgs, prefix)
         per = 1
         topic = f"{prefix}/#"
@@ -323,7 +335,7 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
             "tag_from_topic": "{line}.{machine}.{measure}",
         }
     elif name == "batched":
-        n_msgs = 20_000
+        n_msgs = messages or 20_000
         msgs = batched_messages(n_msgs, prefix)
         per = 100
         topic = f"{prefix}/#"
@@ -334,7 +346,7 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
         }
     else:
         group = f"bench{uuid.uuid4().hex[:6]}"
-        n_msgs = 20_000
+        n_msgs = messages or 20_000
         msgs = sparkplug_messages(n_msgs, group)
         per = 100
         topic = f"spBv1.0/{group}/#"
@@ -345,13 +357,14 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
     cpu: dict[str, list[float]] = {w: [] for w in whos}
     batches: dict[str, list[int]] = {w: [] for w in whos}
     worker_cpu: dict[str, list[float]] = {w: [] for w in whos}
+    mosq_cpu: dict[str, list[float]] = {w: [] for w in whos}
     for r in range(repeat):
         order = whos if r % 2 == 0 else whos[::-1]
         for who in order:
             cid = f"{who.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
             make_session(port, cid, topic)
             load(port, msgs)
-            cpu0, child0 = time.process_time(), children_cpu()
+            cpu0, child0, mosq0 = time.process_time(), children_cpu(), broker_cpu(broker)
             if who == "bare":
                 wall[who].append(bare(port, cid, len(msgs)))
             else:
@@ -359,11 +372,13 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
                 wall[who].append(dt)
                 batches[who].append(nb)
             child = children_cpu() - child0  # decode workers, reaped when the source stopped
+            mosq_cpu[who].append(broker_cpu(broker) - mosq0)
             cpu[who].append(time.process_time() - cpu0 + child)
             worker_cpu[who].append(child)
             drop_session(port, cid)  # else every later load is queued for this session too
             print(f"  {name} run {r + 1} {who}: {wall[who][-1]:.2f} s, CPU {cpu[who][-1]:.2f} s "
-                  f"(workers {child:.2f} s), load average {os.getloadavg()[0]:.2f}", flush=True)
+                  f"(workers {child:.2f} s), broker CPU {mosq_cpu[who][-1]:.2f} s, "
+                  f"load average {os.getloadavg()[0]:.2f}", flush=True)
     b = statistics.median(wall["bare"])
     b_cpu = statistics.median(cpu["bare"])
     results = []
@@ -389,6 +404,8 @@ def scenario(name: str, broker: MosquittoProcess, repeat: int, variants: list[st
             "ours_runs_s": [round(x, 3) for x in wall[who]],
             "ours_runs_cpu_s": [round(x, 3) for x in cpu[who]],
             "ours_worker_cpu_us_per_msg": statistics.median(worker_cpu[who]) / len(msgs) * 1e6,
+            "broker_cpu_us_per_msg_bare": statistics.median(mosq_cpu["bare"]) / len(msgs) * 1e6,
+            "broker_cpu_us_per_msg_ours": statistics.median(mosq_cpu[who]) / len(msgs) * 1e6,
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         })
     return results
@@ -407,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSON codec variants measured side by side (batched and single scenarios)")
     ap.add_argument("--codec-file", help='a json_codec.py whose JsonCodec is the variant "file"')
     ap.add_argument("--codec-only", action="store_true", help="no broker: the codec alone, in process")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="messages a run (default: 200,000 single, 20,000 batched and sparkplug); more "
+                    "messages spread the source's start (the decode worker's imports, about 0.2 s) over a "
+                    "longer drain")
     args = ap.parse_args(argv)
     if "file" in args.json_variant:
         if not args.codec_file:
@@ -424,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.scenario:
             variants = args.json_variant if name != "sparkplug" else ["default"]
-            for res in scenario(name, broker, args.repeat, variants):
+            for res in scenario(name, broker, args.repeat, variants, args.messages):
                 report(res)
                 print(
                     f"== {name} [{res['variant']}]: bare {res['bare_msgs_per_s']:,.0f} msg/s | "
@@ -432,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
                     f" | ratio {res['ratio']:.2f} | CPU/msg bare {res['bare_cpu_us_per_msg']:.1f} us, ours "
                     f"{res['ours_cpu_us_per_msg']:.1f} us (CPU ratio {res['cpu_ratio']:.2f}; ours "
                     f"{res['ours_cpu_ns_per_sample']:.0f} ns CPU/sample, of it in workers "
-                    f"{res['ours_worker_cpu_us_per_msg']:.1f} us/msg) | load average {res['loadavg_end']}",
+                    f"{res['ours_worker_cpu_us_per_msg']:.1f} us/msg; broker CPU/msg bare "
+                    f"{res['broker_cpu_us_per_msg_bare']:.1f} us, ours "
+                    f"{res['broker_cpu_us_per_msg_ours']:.1f} us)"
+                    f" | load average {res['loadavg_end']}",
                     flush=True,
                 )
     finally:

@@ -91,6 +91,19 @@ def test_epoch_units_are_recognised() -> None:
     assert rows(batch)[0][1] == 1_000_000
 
 
+def test_epoch_numbers_beyond_int64_microseconds_are_bad_timestamps_not_wrapped() -> None:
+    for fmt, ts in (("epoch_s", 10**15), ("epoch_ms", 1e18), ("epoch_us", 2.0**63), ("epoch_s", -(10**14))):
+        for arrow_json in (False, True):
+            codec = JsonCodec(ts_format=fmt, samples_path="samples", arrow_json=arrow_json)  # type: ignore[arg-type]
+            msg = orjson.dumps({"samples": [{"ts": ts, "value": 1}, {"ts": 1000, "value": 2}]})
+            batch, out = decode(codec, [("t", msg), ("t", msg)])
+            assert [d.reason for d in out.dead.items] == [Reason.BAD_TIMESTAMP] * 2, (fmt, ts)
+            assert batch.num_rows == 2 and rows(batch)[0][2] == 2.0
+    # unsigned nanoseconds above 2**63 still fit once divided
+    batch, out = decode(JsonCodec(ts_format="epoch_ns"), [("t", b'{"ts": %d, "value": 1}' % (2**63 + 5000))])
+    assert rows(batch)[0][1] == (2**63 + 5000) // 1000 and not out.dead.items
+
+
 def test_iso_timestamps_with_offsets_and_without() -> None:
     codec = JsonCodec()
     batch, _ = decode(
@@ -424,3 +437,77 @@ def test_arrow_path_large_payloads_and_threads() -> None:
         codec, out = _same_as_per_message({"arrow_threads": threads}, msgs)
         assert codec._arrow is not None and codec._arrow.arrow_calls == 1
         assert out.num_rows == 60_000 and len(out.dead) == 0
+
+
+# -- the msgspec typed path (single-key paths) against the orjson path ---------------------------------------
+
+
+def _same_typed_as_orjson(codec_kw: Mapping[str, object], msgs: list[tuple[str, bytes]]) -> JsonCodec:
+    """Decodes with the typed path and with orjson only; asserts the same rows (in order) and dead letters."""
+    typed = JsonCodec(**codec_kw)  # type: ignore[arg-type]
+    assert typed._typed is not None
+    batch, out = decode(typed, msgs)
+    ref_batch, ref_out = decode(JsonCodec(typed_decode=False, **codec_kw), msgs)  # type: ignore[arg-type]
+    assert _int_rows(batch) == _int_rows(ref_batch)
+    assert [(d.reason, d.detail, d.payload, d.tag) for d in out.dead.items] == [
+        (d.reason, d.detail, d.payload, d.tag) for d in ref_out.dead.items
+    ]
+    return typed
+
+
+_edge_numbers = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 2**70, 0, -0.0,
+                                 1e308, 5e-324, 1.5, True, False, None, "1.5", "good", "", 1_772_366_400_000])
+_edge_sample = st.fixed_dictionaries(
+    {},
+    optional={"ts": _edge_numbers | st.sampled_from(["2026-03-01T12:00:00Z", "x", "2026-03-01T12:00:00"])
+              | json_values,
+              "value": _edge_numbers | json_values, "quality": _edge_numbers | json_values,
+              "other": json_values},
+)
+_texts = st.sampled_from([b"", b"{", b"[]", b"NaN", b'{"value": NaN}', b'{"samples": [{"value": Infinity}]}',
+                          b'{"value": 1, "value": "x"}', b'{"samples": [], "samples": 3}',
+                          b'{"value": 1} x', b'\xef\xbb\xbf{"value": 1}', b'{"value": 01}',
+                          b'{"ts": "\\ud800"}',
+                          b'{"value": 1, "ts": "a\x01"}', b'{"samples": [{"value": 2, "ts": 1e400}]}'])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_edge_sample.map(lambda s: json.dumps(s).encode()) | _texts
+                | json_values.map(lambda v: json.dumps(v).encode()), max_size=6))
+def test_fuzz_typed_single_matches_orjson_path(payloads: list[bytes]) -> None:
+    msgs = [(f"plant/l/m{i % 2}/x", p) for i, p in enumerate(payloads)]
+    _same_typed_as_orjson({"topic_pattern": "plant/{l}/{m}/{x}", "tag_template": "{l}.{m}.{x}"}, msgs)
+    _same_typed_as_orjson({"quality_path": None}, msgs)
+    _same_typed_as_orjson({"ts_path": None, "value_path": "v"}, msgs)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_edge_sample | json_values, max_size=5)
+                .map(lambda s: json.dumps({"samples": s}).encode())
+                | _texts | json_values.map(lambda v: json.dumps({"samples": v}).encode()), max_size=6))
+def test_fuzz_typed_batched_matches_orjson_path(payloads: list[bytes]) -> None:
+    msgs = [(f"plant/l/m{i % 2}/x", p) for i, p in enumerate(payloads)]
+    _same_typed_as_orjson({"samples_path": "samples", "topic_pattern": "plant/{l}/{m}/{x}",
+                           "tag_template": "{l}.{m}.{x}"}, msgs)
+    _same_typed_as_orjson({"samples_path": "samples", "ts_format": "epoch_ms"}, msgs)
+
+
+def test_typed_path_only_for_single_key_paths() -> None:
+    assert JsonCodec(samples_path="samples")._typed is not None
+    assert JsonCodec(value_path="data.v")._typed is None  # nested: orjson and getters
+    assert JsonCodec(samples_path="data.0")._typed is None
+    assert JsonCodec(tag_path="name", tag_template="{name}")._typed is None
+    assert JsonCodec(value_path="v", ts_path="v")._typed is None
+
+
+def test_typed_path_keeps_rows_of_fitting_messages_and_hands_the_rest_over() -> None:
+    good = orjson.dumps({"samples": [{"ts": _iso(T0_US + k * 1000), "value": k, "quality": 1}
+                                     for k in range(3)]})
+    mixed = orjson.dumps({"samples": [{"ts": _iso(T0_US), "value": "1.5"},
+                                      {"ts": _iso(T0_US), "value": None}]})
+    codec = _same_typed_as_orjson({"samples_path": "samples"}, [("a", good), ("b", mixed), ("c", b"{")])
+    batch, out = decode(codec, [("a", good), ("b", mixed), ("c", b"{")])
+    assert [r[:4] for r in rows(batch)] == [("a", T0_US + k * 1000, float(k), 1) for k in range(3)] + [
+        ("b", T0_US, 1.5, 0)]
+    assert rows(batch)[3][4] & int(QualityFlag.COERCED)
+    assert sorted(d.reason for d in out.dead.items) == [Reason.TYPE_COERCION, Reason.UNDECODABLE]

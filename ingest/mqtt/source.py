@@ -49,7 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.datamodel import EVENTS, batch_from_rows
 from edge.envelope import Envelope, join_acks
-from edge.mqtt import connect, make_client
+from edge.mqtt import HighRateClient, connect, make_client
 from edge.settings import BrokerSettings
 from edge.supervisor import Role
 from ingest.codecs import Codec, CodecEvent, Command, Decoded
@@ -127,6 +127,7 @@ class MqttSource:
         self._inflight: deque[_Batch] = deque()  # cut, in order, waiting for their decoding
         self._seq = 0
         self._next_poll = 0.0
+        self._next_misc = 0.0  # when paho's keepalive bookkeeping is due while draining the read buffer
         self._bytes_per_row = 64.0  # learned: payload bytes per decoded row (where to cut with workers)
         self._cut_bytes = self.batch_rows * self._bytes_per_row
         self._unready = 0  # workers started but not ready yet
@@ -275,7 +276,10 @@ class MqttSource:
                 timeout = min(0.1, max(0.0, cur.deadline - time.monotonic())) if cur.started else 0.1
                 if self._inflight:  # results to collect soon
                     timeout = min(timeout, 0.002)
-                rc = client.loop(timeout=timeout)
+                if isinstance(client, HighRateClient) and client.buffered():
+                    rc = self._loop_buffered(client)
+                else:
+                    rc = client.loop(timeout=timeout)
                 self._after_loop(hand_over)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     need_connect = True
@@ -308,6 +312,18 @@ class MqttSource:
                 w.close()
             self._workers = []
             hand_over(_DONE)
+
+    def _loop_buffered(self, client: HighRateClient) -> MQTTErrorCode:
+        """One turn of paho's loop without its ``select``, which cannot see the bytes waiting in the client's
+        read buffer: read the next packet from it, write what is queued (acks), keepalive twice a second."""
+        rc = client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.want_write():
+            rc = client.loop_write()
+        now = time.monotonic()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and now >= self._next_misc:
+            self._next_misc = now + 0.5
+            rc = client.loop_misc()
+        return rc
 
     def _after_loop(self, hand_over: Callable[[object], None], force: bool = False) -> None:
         if self.decode_workers:
@@ -573,7 +589,8 @@ class MqttSource:
             self._journal = _CutJournal(Path(self._journal_path))
         s = self.settings
         client, address, props = make_client(self.broker, client_id=self.client_id, clean_start=s.clean_start,
-                                             url=s.url, username=s.username, password=s.password, tls=s.tls)
+                                             url=s.url, username=s.username, password=s.password, tls=s.tls,
+                                             high_rate=True)
         if props is not None:
             props.ReceiveMaximum = s.receive_maximum
         else:
