@@ -14,8 +14,9 @@ Run: .venv/bin/python bench/bench_mqtt.py [--scenario single batched sparkplug] 
      [--json-variant orjson arrow-1thread arrow-threads file]   (JSON codec variants, interleaved in the same
      run; default: the source's defaults only; "file" = the JsonCodec of --codec-file, e.g. an older version:
      git show REV:ingest/codecs/json_codec.py > /tmp/json_codec_old.py; "workers0", "workers1", "workers2":
-     the default codec with that many decode worker processes, 0 = decoding in the network thread; every
-     variant other than default, file and workersN passes its codec object, so it decodes in the thread)
+     the default codec with that many decode worker processes, 0 = decoding in the network thread; "noshare":
+     one worker, and the network thread never decodes a batch because the worker is busy; every variant
+     other than default, file, noshare and workersN passes its codec object, so it decodes in the thread)
 CPU is the benchmark process's own plus that of the child processes it reaped during the run (the decode
 workers; the private mosquitto is reaped only at the end, so it is not in it). "worker CPU" is that part.
      [--codec-only]   (no broker: JsonCodec.decode + to_samples in process, 100 batched messages a call)
@@ -152,6 +153,7 @@ JSON_VARIANTS: dict[str, dict[str, bool]] = {
     "workers0": {},
     "workers1": {},
     "workers2": {},
+    "noshare": {},  # one worker, the network thread never decodes for it (share_decoding=False)
 }
 
 
@@ -221,6 +223,8 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
 
         if variant.startswith("workers"):
             kw["decode_workers"] = int(variant.removeprefix("workers"))
+        elif variant == "noshare":
+            kw["decode_workers"] = 1
         settings = MqttSourceSettings(
             name="bench",
             topics=[topic],
@@ -232,13 +236,13 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
         )
         broker = BrokerSettings(url=f"mqtt://127.0.0.1:{port}")  # type: ignore[call-arg]
         codec = None
-        if variant != "default" and not variant.startswith("workers"):
+        if variant not in ("default", "noshare") and not variant.startswith("workers"):
             codec = json_codec_class(variant)(
                 topic_pattern=settings.topic_pattern, tag_template=settings.tag_from_topic,
                 value_path=settings.value_path, ts_path=settings.ts_path, quality_path=settings.quality_path,
                 samples_path=settings.samples_path, **JSON_VARIANTS[variant],
             )
-        source = MqttSource(settings, broker, emit, codec=codec)
+        source = MqttSource(settings, broker, emit, codec=codec, share_decoding=variant != "noshare")
         t0 = time.perf_counter()
         task = asyncio.create_task(source.run())
         try:
@@ -251,7 +255,8 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
         if source.decode_workers:  # the thread decodes until the worker has started (a one-time cost)
             c = source.counters
             print(f"    batches decoded by the worker {c['batches_decoded_by_workers']}, in the thread "
-                  f"{c['batches_decoded_in_thread']} (while it started)", flush=True)
+                  f"{c['batches_decoded_in_thread']} (while it started) and "
+                  f"{c['batches_decoded_in_thread_workers_busy']} (while the worker was busy)", flush=True)
         return dt, batches
 
     return asyncio.run(main())

@@ -295,6 +295,37 @@ async def test_a_hung_worker_is_killed_and_its_batches_are_decoded_in_the_thread
     assert len(set(rows(c))) == 1600
 
 
+async def test_the_thread_decodes_while_the_worker_is_busy_and_the_order_is_kept(mqtt: MqttTarget) -> None:
+    """A stopped (busy) worker keeps the batches sent to it; the network thread decodes the later ones itself
+    (``share_decoding``), and everything is handed over in the order it was cut once the worker answers."""
+    c = Collector()
+    src = MqttSource(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20)
+    topic = mqtt.topic("plant", "l1", "m1", "vib")
+    async with running(src):
+        await ready(src)
+        pid = src.worker_pids[0]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for part in range(6):  # several batches: 20 ms each, 10 messages apiece
+                part_msgs = [(topic, batched(part * 10 + i)) for i in range(10)]
+                await asyncio.to_thread(publish_all, mqtt, part_msgs)
+                await asyncio.sleep(0.08)
+            await until(lambda: src.counters["batches_decoded_in_thread_workers_busy"] >= 2, 10,
+                        "the thread to decode for the busy worker")
+            assert c.n_samples() == 0  # the first batches wait at the worker; the later ones wait for them
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await until(lambda: c.n_samples() == 1200, 20, "every sample")
+        await until(lambda: src.counters["acked"] == 60, 10, "the acks")
+    assert src.counters["batches_decoded_by_workers"] >= 1
+    assert src.counters["decode_worker_failures"] == 0
+    t = c.samples()
+    values, stamps = t.column("value").to_pylist(), t.column("ts").cast(pa.int64()).to_pylist()
+    firsts = [int(v) for v, us in zip(values, stamps, strict=True) if us % 1_000_000 == 0]  # k = 0: value i
+    assert firsts == list(range(60))  # emitted in the order published, whoever decoded
+    assert len(set(rows(c))) == 1200
+
+
 async def test_the_worker_dies_with_the_process_that_ran_the_source(mqtt: MqttTarget, tmp_path: Path) -> None:
     script = tmp_path / "run_source.py"
     script.write_text(textwrap.dedent(f"""
