@@ -188,7 +188,7 @@ class NumberedPublisher:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho hints int; seconds as float work
         self.acked: set[int] = set()
         self.sent = 0
         self._mids: dict[int, int] = {}
