@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import MQTTErrorCode
@@ -84,25 +85,23 @@ def test_fast_publish_gives_what_paho_gives(topic: bytes, payload: bytes, qos: i
     assert _handled(c, header, packet, fast=True) == _handled(c, header, packet, fast=False)
 
 
-def test_fast_publish_hands_properties_and_short_packets_to_paho() -> None:
+def test_fast_publish_hands_properties_and_short_packets_to_paho(monkeypatch: pytest.MonkeyPatch) -> None:
     c = _client()
     calls: list[int] = []
     orig = paho.Client._handle_publish
 
-    def counting(self: paho.Client) -> MQTTErrorCode:
+    def counting(self: paho.Client) -> MQTTErrorCode:  # paho's own, counted (not replaced)
         calls.append(1)
         return orig(self)
 
-    paho.Client._handle_publish = counting  # type: ignore[method-assign]
-    try:
-        _handled(c, 0x30, _publish_packet(b"a/b", b"x", 0, 0, None), fast=True)
-        assert calls == []  # the fast path
-        _handled(c, 0x30, _publish_packet(b"a/b", b"x", 0, 0, _with(ContentType="j")), fast=True)
-        assert calls == [1]
-        _handled(c, 0x32, b"\x00\x03a/b\x00", fast=True)  # QoS 1 without room for properties
-        assert calls == [1, 1]
-    finally:
-        paho.Client._handle_publish = orig  # type: ignore[method-assign]
+    monkeypatch.setattr(paho.Client, "_handle_publish", counting)
+    _handled(c, 0x30, _publish_packet(b"a/b", b"x", 0, 0, None), fast=True)
+    assert calls == []  # the fast path
+    _handled(c, 0x30, _publish_packet(b"a/b", b"x", 0, 0, _with(ContentType="j")), fast=True)
+    assert calls == [1]
+    _handled(c, 0x32, b"\x00\x03a/b\x00", fast=True)  # QoS 1 without room for properties
+    assert calls == [1, 1]
+    monkeypatch.undo()
     # the empty properties are paho's class, packet type and content, a new object each time
     a, b = c.empty_publish_properties(), c.empty_publish_properties()
     assert a is not b and a.packetType == PacketTypes.PUBLISH and a.json() == {}  # type: ignore[no-untyped-call]

@@ -75,6 +75,21 @@ def close_client(client: paho.Client, disconnected: threading.Event, timeout_s: 
         client.loop_stop()
 
 
+async def connect_historian(dsn: str, password: SecretRef | None) -> psycopg.AsyncConnection[Any]:
+    """The autocommit connection an outbox reader (this publisher, the Sparkplug one) keeps for its run."""
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if password is not None:
+        kwargs["password"] = password.resolve()
+    return await psycopg.AsyncConnection.connect(dsn, **kwargs)
+
+
+async def pause_before_reconnect(stop: asyncio.Event, delay_s: float) -> None:
+    """Wait ``delay_s`` before the next broker session; returns at once when stopping."""
+    if not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay_s)
+
+
 def default_encode(prefix: str) -> Encode:
     def encode(rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         return [(f"{prefix}insights/{row.get('asset') or 'unknown'}", orjson.dumps(row)) for row in rows]
@@ -152,15 +167,10 @@ class OutboxPublisher:
 
     async def run(self) -> None:
         self._stop = asyncio.Event()
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if self.password is not None:
-            kwargs["password"] = self.password.resolve()
-        async with await psycopg.AsyncConnection.connect(self.dsn, **kwargs) as conn:
+        async with await connect_historian(self.dsn, self.password) as conn:
             while not self._stop.is_set():
                 await self._session(conn)
-                if not self._stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), self.reconnect_delay_s)
+                await pause_before_reconnect(self._stop, self.reconnect_delay_s)
 
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """One broker connection: publish until it drops (or we stop); then the client is thrown away."""

@@ -46,7 +46,12 @@ from edge.datamodel import EventKind
 from edge.metrics import METRICS, Metrics
 from edge.mqtt import connect, make_client
 from edge.settings import BrokerSettings, SecretRef
-from edge.sinks.outbox_publisher import close_client, rows_to_insights
+from edge.sinks.outbox_publisher import (
+    close_client,
+    connect_historian,
+    pause_before_reconnect,
+    rows_to_insights,
+)
 from edge.supervisor import Role
 from inference.sparkplug_node import SparkplugInsightsNode, is_rebirth_request
 from ingest.codecs import Command
@@ -195,18 +200,13 @@ class SparkplugPublisher:
 
     async def run(self) -> None:
         self._stop = asyncio.Event()
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if self.password is not None:
-            kwargs["password"] = self.password.resolve()
-        async with await psycopg.AsyncConnection.connect(self.dsn, **kwargs) as conn:
+        async with await connect_historian(self.dsn, self.password) as conn:
             latest = await self.tail.start(conn)
             if latest:
                 self.node.observe(rows_to_insights(latest))
             while not self._stop.is_set():
                 await self._session(conn)
-                if not self._stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), self.reconnect_delay_s)
+                await pause_before_reconnect(self._stop, self.reconnect_delay_s)
 
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """One broker connection with its own bdSeq: births, data, rebirths until it drops or we stop."""

@@ -243,9 +243,6 @@ class JsonCodec:
         codes: list[int] = []
         owner: list[int] = []  # message index (for dead letters)
         counts: list[int] = []
-        get_v, get_t, get_q, get_s = self._get_value, self._get_ts, self._get_quality, self._get_samples
-        get_n = self._get_name
-        loads = orjson.loads
         code = out.code
         dead = out.dead
         typed = self._typed.fields if self._typed is not None else None
@@ -255,61 +252,50 @@ class JsonCodec:
             except (LookupError, ValueError, IndexError) as exc:
                 dead.add(recv_us, Reason.UNMAPPED_TOPIC, f"{exc} (topic {topic!r})", payload=payload)
                 continue
-            if typed is not None and tag is not None:
-                got = typed(payload, recv_us)
-                if got is not None:
-                    mv, mt, mq = got
-                    vals.extend(mv)
-                    tss.extend(mt)
-                    quals.extend(mq)
-                    codes.append(code(tag))
-                    owner.append(i)
-                    counts.append(len(mv))
-                    continue
-            try:
-                obj = loads(payload)
-            except orjson.JSONDecodeError as exc:
-                dead.add(recv_us, Reason.UNDECODABLE, f"not JSON: {exc}", tag=tag, payload=payload)
-                continue
-            if get_s is None:
-                try:
-                    v = get_v(obj)
-                    t = get_t(obj) if get_t is not None else recv_us
-                    q = get_q(obj) if get_q is not None else 0
-                    c = code(tag) if tag is not None else code(self._named_tag(topic, tvars, get_n(obj)))  # type: ignore[misc]
-                except (LookupError, TypeError) as exc:
-                    self._careful(obj, topic, tvars, tag, payload, recv_us, out, exc)
-                    continue
-                vals.append(v)
-                tss.append(t)
-                quals.append(q)
-                codes.append(c)
-                owner.append(i)
-                counts.append(1)
+            got = typed(payload, recv_us) if typed is not None and tag is not None else None
+            if got is not None:
+                mv, mt, mq = got
+                mc, mn = [code(tag)], [len(mv)]  # type: ignore[arg-type]
             else:
                 try:
-                    samples = get_s(obj)
-                    if not isinstance(samples, list):
-                        raise TypeError(f"{self.samples_path!r} is not a list")
-                    mv, mt, mq = self._fields(samples, recv_us)
-                    if tag is not None:
-                        mc, mn = [code(tag)], [len(samples)]
-                    else:
-                        mc = [code(self._named_tag(topic, tvars, get_n(s))) for s in samples]  # type: ignore[misc]
-                        mn = [1] * len(mc)
+                    obj = orjson.loads(payload)
+                except orjson.JSONDecodeError as exc:
+                    dead.add(recv_us, Reason.UNDECODABLE, f"not JSON: {exc}", tag=tag, payload=payload)
+                    continue
+                try:
+                    mv, mt, mq, mc, mn = self._object_fields(obj, topic, tvars, tag, recv_us, code)
                 except (LookupError, TypeError) as exc:
                     self._careful(obj, topic, tvars, tag, payload, recv_us, out, exc)
                     continue
-                vals.extend(mv)
-                tss.extend(mt)
-                quals.extend(mq)
-                codes.extend(mc)
-                owner.extend([i] * len(mc))
-                counts.extend(mn)
+            vals.extend(mv)
+            tss.extend(mt)
+            quals.extend(mq)
+            codes.extend(mc)
+            owner.extend([i] * len(mc))
+            counts.extend(mn)
         if vals:
             run_counts = np.asarray(counts, dtype=np.int64)
             self._convert(vals, tss, quals, np.repeat(np.asarray(codes, dtype=np.int32), run_counts),
                           np.repeat(np.asarray(owner, dtype=np.int64), run_counts), messages, recv_us, out)
+
+    def _object_fields(self, obj: Any, topic: str, tvars: dict[str, str], tag: str | None, recv_us: int,
+                       code: Callable[[str], int]) -> tuple[list[Any], ...]:
+        """Values, timestamps, qualities, tag codes and their run lengths of one parsed message.
+        Raises LookupError/TypeError (the careful path then takes the message)."""
+        if self._get_samples is None:
+            v = self._get_value(obj)
+            t = self._get_ts(obj) if self._get_ts is not None else recv_us
+            q = self._get_quality(obj) if self._get_quality is not None else 0
+            c = code(tag) if tag is not None else code(self._named_tag(topic, tvars, self._get_name(obj)))  # type: ignore[misc]
+            return [v], [t], [q], [c], [1]
+        samples = self._get_samples(obj)
+        if not isinstance(samples, list):
+            raise TypeError(f"{self.samples_path!r} is not a list")
+        mv, mt, mq = self._fields(samples, recv_us)
+        if tag is not None:
+            return mv, mt, mq, [code(tag)], [len(samples)]
+        mc = [code(self._named_tag(topic, tvars, self._get_name(s))) for s in samples]  # type: ignore[misc]
+        return mv, mt, mq, mc, [1] * len(mc)
 
     def _fields(self, samples: list[Any], recv_us: int) -> tuple[list[Any], list[Any], list[Any]]:
         """Values, timestamps and qualities of samples, C-level getters. Raises LookupError/TypeError."""

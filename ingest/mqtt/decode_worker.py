@@ -152,8 +152,8 @@ class DecodeWorker:
 
     def send(self, seq: int, recv_us: int, now_us: int, topics: list[bytes], payloads: list[bytes]) -> None:
         self.sent_at.append((seq, time.monotonic()))
-        head = encode_request_head(seq, recv_us, now_us, topics, payloads)
-        size = len(head) + sum(map(len, payloads))
+        head, payload_bytes = encode_request_head(seq, recv_us, now_us, topics, payloads)
+        size = len(head) + payload_bytes
         out = self._out
         out.append(memoryview(_LEN.pack(size)))
         out.append(memoryview(head))
@@ -266,11 +266,12 @@ class DecodeWorker:
 
 
 def encode_request_head(seq: int, recv_us: int, now_us: int, topics: Sequence[bytes],
-                        payloads: Sequence[bytes]) -> bytes:
-    """A batch request up to its payloads, which follow it as they are."""
-    n = len(payloads)
-    return b"".join((_REQUEST.pack(seq, recv_us, now_us, n), array("I", map(len, topics)).tobytes(),
-                     array("I", map(len, payloads)).tobytes(), *topics))
+                        payloads: Sequence[bytes]) -> tuple[bytes, int]:
+    """A batch request up to its payloads, which follow it as they are; and the payloads' bytes in all."""
+    payload_lens = array("I", map(len, payloads))
+    head = b"".join((_REQUEST.pack(seq, recv_us, now_us, len(payloads)),
+                     array("I", map(len, topics)).tobytes(), payload_lens.tobytes(), *topics))
+    return head, sum(payload_lens)
 
 
 def decode_request(body: memoryview) -> tuple[int, int, int, list[bytes], list[bytes]]:

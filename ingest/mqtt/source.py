@@ -263,6 +263,7 @@ class MqttSource:
 
         backoff = self.reconnect_min_s
         need_connect = True
+        high_rate = client if isinstance(client, HighRateClient) else None
         try:
             for i in range(self.decode_workers):
                 self._spawn_worker(i)
@@ -283,8 +284,8 @@ class MqttSource:
                 timeout = min(0.1, max(0.0, cur.deadline - time.monotonic())) if cur.started else 0.1
                 if self._inflight:  # results to collect soon
                     timeout = min(timeout, 0.002)
-                if isinstance(client, HighRateClient) and client.buffered():
-                    rc = self._loop_buffered(client)
+                if high_rate is not None and high_rate.buffered():
+                    rc = self._loop_buffered(high_rate)
                 else:
                     rc = client.loop(timeout=timeout)
                 self._after_loop(hand_over)
