@@ -5,9 +5,10 @@ end), the historian schema as ``edge historian init`` makes it, Mosquitto at 127
 config with the OPC-UA source replaced by an MQTT JSON source (batched payloads: ``--per-msg`` samples a
 message, ``{"s": [{"n": tag, "v": value, "t": epoch_us}, ...]}``, QoS 1), the demo plant's 24 tags plus
 synthetic presses (same measures and ranges) up to ``--equipment`` presses, and a PCA baseline trained as the
-demo trains it (``edge.demo.train_baseline``) into a registry.
+demo trains it (``edge.app.demo.run.train_baseline``) into a registry.
 
-Three processes, so their CPU is separate: this one runs the whole pipeline (``edge.pipeline.build_pipeline``:
+Three processes, so their CPU is separate: this one runs the whole pipeline
+(``edge.app.pipeline.build_pipeline``:
 MQTT source, quality gate and context, historian writer, inference, outbox publisher); a publisher process
 sends at the offered rate, every sample stamped with its message's send time (``time.time()``); a subscriber
 process listens on ``<prefix>/+/+/+/+/+/+/_insights/#`` and records each insight's receive time.
@@ -211,7 +212,7 @@ def _iso_to_s(s: str) -> float:
 # ------------------------------------------------------------------------------------------------ one rate
 async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate: int, names: list[str],
                    vals: np.ndarray) -> dict[str, Any]:
-    from edge.pipeline import build_pipeline
+    from edge.app.pipeline import build_pipeline
 
     prefix = f"fe-bench-e2e-{secrets.token_hex(3)}"
     source_name = f"bench-{rate}"
@@ -374,8 +375,8 @@ def report(results: list[dict[str, Any]]) -> str:
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     import psycopg
 
-    from edge.demo import DemoOptions, demo_config, start_services, train_baseline
-    from edge.ports import free_port
+    from edge.app.demo.run import DemoOptions, demo_config, start_services, train_baseline
+    from edge.core.ports import free_port
 
     dbname = f"fe_bench_e2e_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

@@ -19,8 +19,8 @@ import pyarrow as pa
 from contextualize.assets import AssetModel
 from contextualize.enrich import Contextualizer
 from contextualize.settings import AssetSettings
-from edge.config import load_config
-from edge.datamodel import samples_from_arrays
+from edge.app.config import load_config
+from edge.core.datamodel import samples_from_arrays
 
 TARGET = 1_000_000.0
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     if args.tags == 24:
-        model = AssetModel.from_config(load_config(REPO / "firmware-config", "demo-box").config)
+        model = AssetModel.from_settings(load_config(REPO / "firmware-config", "demo-box").config.assets)
     else:
         model = synthetic_model(args.tags)
     names = [*model.tags, "unmapped.a", "unmapped.b"]

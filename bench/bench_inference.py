@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inference.features import model_inputs_from_matrix
 from inference.insights import SeverityTracker, build_insights
 from inference.packages import write_package
-from inference.runtimes.onnx_runtime import OnnxRuntime
+from inference.runtimes.onnx.runtime import OnnxRuntime
 from inference.stage import window_columns
 from inference.train import TrainingSet, fit
 from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
@@ -140,8 +140,8 @@ def main() -> None:
         breakdown(args, windows, names, run_path(), r.threshold)
     if args.no_triton:
         return
-    from inference.runtimes.triton_runtime import TritonRuntime, write_triton_model
-    from tests.triton.harness import TritonServer
+    from inference.runtimes.triton.runtime import TritonRuntime, write_triton_model
+    from tests.fixtures.triton.harness import TritonServer
 
     tmp = Path(tempfile.mkdtemp())
     pkg = write_package(
@@ -270,7 +270,7 @@ def bench_windower(args: argparse.Namespace) -> None:
     equipment; medians over rounds, each round a fresh windower fed 13 s."""
     import pyarrow as pa
 
-    from edge.datamodel import CONTEXTUALIZED_SAMPLES, DICT_STR, TS
+    from edge.core.datamodel import CONTEXTUALIZED_SAMPLES, DICT_STR, TS
 
     spec = WindowSpec(window_s=10.0, hop_s=5.0, grid_hz=args.grid_hz)
     e, tg, hz = args.equipment, args.tags, args.hz

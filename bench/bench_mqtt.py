@@ -13,7 +13,7 @@ Scenarios:
 Run: .venv/bin/python bench/bench_mqtt.py [--scenario single batched sparkplug] [--repeat 3]
      [--json-variant orjson arrow-1thread arrow-threads file]   (JSON codec variants, interleaved in the same
      run; default: the source's defaults only; "file" = the JsonCodec of --codec-file, e.g. an older version:
-     git show REV:ingest/codecs/json_codec.py > /tmp/json_codec_old.py; "workers0", "workers1", "workers2":
+     git show REV:ingest/codecs/json/codec.py > /tmp/json_codec_old.py; "workers0", "workers1", "workers2":
      the default codec with that many decode worker processes, 0 = decoding in the network thread; "noshare":
      one worker, and the network thread never decodes a batch because the worker is busy; every variant
      other than default, file, noshare and workersN passes its codec object, so it decodes in the thread)
@@ -47,14 +47,14 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.envelope import Envelope
-from edge.settings import BrokerSettings
+from edge.core.envelope import Envelope
+from edge.core.settings import BrokerSettings
 from ingest.codecs import Decoded
-from ingest.codecs.json_codec import JsonCodec
-from ingest.codecs.sparkplug import DataType, make_payload
-from ingest.mqtt import MqttSource
+from ingest.codecs.json.codec import JsonCodec
+from ingest.codecs.sparkplug.codec import DataType, make_payload
 from ingest.settings import MqttSourceSettings
-from tests.services import MosquittoProcess
+from ingest.sources.mqtt import MqttSource
+from tests.fixtures.services import MosquittoProcess
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

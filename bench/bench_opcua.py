@@ -10,7 +10,8 @@ its ticks per second over each client's window give the values it produced, repo
 received. The clients:
 
 * ``bare``: asyncua's own subscription API (iterator mode, the cheaper of its two), counting notifications;
-* ``source``: :class:`ingest.opcua.source.OpcUaSource` building SAMPLES batches (emit counts rows, no sink);
+* ``source``: :class:`ingest.sources.opcua.source.OpcUaSource` building SAMPLES batches (emit counts rows, no
+sink);
 * interleaved over ``--rounds`` (bare, source, source, bare, ...), medians reported, since the machine is
   shared and its load drifts.
 
@@ -120,9 +121,9 @@ async def client_bare(endpoint: str, ns: str, tags: list[str], warmup: float, du
 
 async def client_source(endpoint: str, ns: str, tags: list[str], warmup: float, duration: float, chunk: int,
                         publish_requests: int, server_pid: int, server_log: str) -> dict[str, Any]:
-    from edge.envelope import Envelope
-    from ingest.opcua.source import OpcUaSource
+    from edge.core.envelope import Envelope
     from ingest.settings import OpcUaSourceSettings
+    from ingest.sources.opcua.source import OpcUaSource
 
     rows = 0
     batches = 0
@@ -221,9 +222,9 @@ def decode_cost(n: int = 1000, reps: int = 50) -> None:
     from asyncua.common.utils import Buffer
     from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
-    from edge.envelope import Envelope
-    from ingest.opcua.source import OpcUaSource
+    from edge.core.envelope import Envelope
     from ingest.settings import OpcUaSourceSettings
+    from ingest.sources.opcua.source import OpcUaSource
 
     now: Any = datetime.now(UTC)
     items = [ua.MonitoredItemNotification(ClientHandle=i + 1, Value=ua.DataValue(  # type: ignore[arg-type]
@@ -239,7 +240,7 @@ def decode_cost(n: int = 1000, reps: int = 50) -> None:
         decoded: Any = struct_from_binary(ua.PublishResponse, Buffer(data))
     dec = (time.process_time() - t) / reps / n * 1e6
 
-    from ingest.opcua.fastdecode import decode_publish_response
+    from ingest.sources.opcua.fastdecode import decode_publish_response
 
     t = time.process_time()
     for _ in range(reps):
@@ -305,7 +306,7 @@ def start_server(args: argparse.Namespace, log: Any) -> subprocess.Popen[bytes]:
                "--tags", str(n_tags(args)), "--port", str(args.port), "--rate-hz", str(args.rate_hz),
                "--ns", NODE_NS, "--prefix", NODE_PREFIX]
     else:
-        cmd = [sys.executable, "-m", "edge.cli", "--log-level", "warning", "simulate",
+        cmd = [sys.executable, "-m", "edge.app.cli", "--log-level", "warning", "simulate",
                "--lines", str(args.lines), "--machines", str(args.machines), "--rate-hz", str(args.rate_hz),
                "--opcua-port", str(args.port), "--faults", "none", "--layout", "plain"]
     server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from edge.datamodel import SAMPLES, samples_from_arrays
-from edge.envelope import Envelope, batch_id_for
-from edge.metrics import Metrics
-from edge.settings import SpoolSettings
-from edge.spool import Spool
+from edge.core.datamodel import SAMPLES, samples_from_arrays
+from edge.core.envelope import Envelope, batch_id_for
+from edge.core.metrics import Metrics
+from edge.core.settings import SpoolSettings
+from edge.sinks.historian.spool import Spool
 
 
 def make_batches(batches: int, rows: int) -> list[Envelope]:

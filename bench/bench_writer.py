@@ -32,12 +32,12 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 
-from edge.datamodel import samples_from_arrays
-from edge.envelope import Envelope
-from edge.historian.admin import init_historian
-from edge.historian.pgbinary import CopyEncoder
-from edge.historian.settings import HistorianSettings
-from edge.historian.writer import TABLES, HistorianWriter, table_columns
+from edge.core.datamodel import samples_from_arrays
+from edge.core.envelope import Envelope
+from edge.sinks.historian.admin import init_historian
+from edge.sinks.historian.pgbinary import CopyEncoder
+from edge.sinks.historian.settings import HistorianSettings
+from edge.sinks.historian.writer import TABLES, HistorianWriter, table_columns
 
 DB = "fe_bench_writer"
 COLUMNS = [c.name for c in TABLES["samples"].columns]

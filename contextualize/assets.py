@@ -2,13 +2,14 @@
 
 Usage::
 
-    model = AssetModel.from_config(app_config)      # or AssetModel.from_settings(app_config.assets)
+    model = AssetModel.from_settings(app_config.assets)
     t = model.tag("line1.press1.temperature")       # Tag: asset, measure, unit, conversion, range, rate
     model.valid_range("line1.press1.temperature")   # (min, max) in the measure's canonical unit
     model.equipment_paths()                         # every equipment's UNS path, sorted
 
 Every problem found while building is collected and raised together as :class:`AssetModelError`, each with
-the key path under ``assets`` that caused it; :func:`edge.config.load_config` turns those into config errors
+the key path under ``assets`` that caused it; :func:`edge.app.config.load_config` turns those into config
+errors
 that name the file as well.
 """
 
@@ -19,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +29,6 @@ import pyarrow as pa
 from contextualize import units
 from contextualize.settings import AssetSettings, TagMapping
 from contextualize.uns import DEPTH, LEVELS, AssetPath, Level, UnsError, check_segment, measure_topic
-
-if TYPE_CHECKING:
-    from edge.config import AppConfig
 
 Loc = tuple[str | int, ...]
 RELATIVE_LEVELS = LEVELS[2:]  # what an [assets.equipment] key names: area/line/cell/equipment
@@ -116,10 +114,6 @@ class AssetModel:
     _tables: _Tables | None = field(default=None, repr=False, compare=False)
 
     # -- building ------------------------------------------------------------------------------------
-    @classmethod
-    def from_config(cls, config: AppConfig) -> AssetModel:
-        return cls.from_settings(config.assets)
-
     @classmethod
     def from_settings(cls, s: AssetSettings) -> AssetModel:
         issues: list[tuple[Loc, str]] = []
@@ -352,10 +346,11 @@ def _reporter(bad: Callable[[Loc, str], None], base: Loc) -> _Report:
     return report
 
 
-def config_issues(config: AppConfig) -> list[tuple[Loc, str]]:
-    """Semantic checks of ``[assets]`` for :mod:`edge.config`: (key path, problem) pairs, empty when fine."""
+def config_issues(settings: AssetSettings) -> list[tuple[Loc, str]]:
+    """Semantic checks of ``[assets]`` for :mod:`edge.app.config`: (key path, problem) pairs, empty when
+    fine."""
     try:
-        AssetModel.from_config(config)
+        AssetModel.from_settings(settings)
     except AssetModelError as exc:
         return exc.issues
     return []

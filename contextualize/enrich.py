@@ -2,7 +2,7 @@
 
 ::
 
-    ctx = Contextualizer(AssetModel.from_config(cfg), unmapped=cfg.quality.unmapped,
+    ctx = Contextualizer(AssetModel.from_settings(cfg.assets), unmapped=cfg.quality.unmapped,
                          context_join=mes_join)          # optional: fills work_order, product, batch, shift
     out, dead = ctx.enrich(samples)                       # CONTEXTUALIZED_SAMPLES, DEAD_LETTERS
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,16 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contextualize.assets import AssetModel
-from edge.datamodel import (
+from contextualize.settings import AssetSettings
+from edge.core.datamodel import (
     CONTEXTUALIZED_SAMPLES,
     DEAD_LETTERS,
     DICT_STR,
     QualityFlag,
     empty,
 )
-
-if TYPE_CHECKING:
-    from edge.config import AppConfig
 
 ContextJoin = Callable[[pa.RecordBatch], pa.RecordBatch]
 Unmapped = Literal["keep", "dead_letter"]
@@ -70,9 +68,9 @@ class Contextualizer:
         self.out_of_range_total = 0
 
     @classmethod
-    def from_config(cls, config: AppConfig, context_join: ContextJoin | None = None) -> Contextualizer:
-        model = AssetModel.from_config(config)
-        return cls(model, unmapped=config.quality.unmapped, context_join=context_join)
+    def from_settings(cls, assets: AssetSettings, unmapped: Unmapped = "keep",
+                      context_join: ContextJoin | None = None) -> Contextualizer:
+        return cls(AssetModel.from_settings(assets), unmapped=unmapped, context_join=context_join)
 
     def stats(self) -> dict[str, object]:
         return {

@@ -35,9 +35,9 @@ from contextualize.mes_store import (
     persist,
 )
 from contextualize.settings import MesSettings
-from edge.datamodel import EventKind
-from edge.mqtt import connect, make_client
-from edge.settings import BrokerSettings
+from edge.core.datamodel import EventKind
+from edge.core.mqtt import connect, make_client
+from edge.core.settings import BrokerSettings
 
 log = logging.getLogger("contextualize.mes")
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from contextualize.mes_events import JOIN_KEYS
 from contextualize.mes_store import KeySnapshot, MesContextStore, StoreSnapshot, scope_prefixes
-from edge.datamodel import DICT_STR
+from edge.core.datamodel import DICT_STR
 
 
 def _asset_codes(assets: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str | None]]:

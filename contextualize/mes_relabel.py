@@ -19,7 +19,7 @@ import orjson
 
 from contextualize.mes_events import JOIN_KEYS, us_to_dt
 from contextualize.mes_store import ContextChange, MesContextStore
-from edge.datamodel import EventKind
+from edge.core.datamodel import EventKind
 
 _SCOPE_SQL = "(asset = %(g)s OR starts_with(asset, %(g)s || '/'))"
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from contextualize.units import DEFAULT_MEASURES
-from edge.settings import Section
+from edge.core.settings import Section
 
 
 class TagMapping(Section):

@@ -2,7 +2,8 @@
 
 Feature names are ``<signal>__<stat>`` with the stats of ``inference.kernels.STATS``, plus
 ``<signal>__band<i>``, ``<signal>__centroid`` and ``<signal>__dom_freq`` for spectral signals. A features
-batch (``edge.datamodel.features_schema(names)``) holds the union of the names of its windows; a feature an
+batch (``edge.core.datamodel.features_schema(names)``) holds the union of the names of its windows; a feature
+an
 equipment does not have is null there.
 """
 
@@ -16,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import DICT_STR, TS, features_schema
-from inference.windows import WINDOW_MISSING_FEATURE, Window
+from edge.core.datamodel import DICT_STR, TS, WINDOW_MISSING_FEATURE, features_schema
+from inference.windows import Window
 
 
 def feature_names(signals: Iterable[str], spectral: Iterable[str] = (), n_bands: int = 8) -> list[str]:

@@ -1,7 +1,7 @@
 """``insight_id`` for many rows at once: BLAKE2b-128 (RFC 7693, no key, digest size 16) written with
 Numba, over the same bytes as ``inference.insights.insight_id`` (model, version, asset, window start, window
 end, each followed by 0x1f; the integers in decimal), the hex digests laid out as one Arrow string column.
-Checked against ``hashlib`` in ``tests/test_insights_ids.py``.
+Checked against ``hashlib`` in ``tests/inference/test_insights_ids.py``.
 
 The compression function is unrolled (12 rounds x 8 mixes with the message schedule as literal word
 numbers, generated from RFC 7693's SIGMA table), so the 16 state words and 16 message words stay in

@@ -1,4 +1,4 @@
-"""Insight rows (``edge.datamodel.INSIGHTS``): one per window per model, with severity, the features that
+"""Insight rows (``edge.core.datamodel.INSIGHTS``): one per window per model, with severity, the features that
 contributed most, and provenance.
 
 Severity with hysteresis, per (asset, model):
@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from edge.datamodel import INSIGHTS, TS
+from edge.core.datamodel import INSIGHTS, TS
 from inference.idhash import fixed_offsets, hash_rows_into, id_prefix, put_int, string_buffers
 
 LEVELS = ("ok", "warning", "alarm")

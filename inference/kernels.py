@@ -3,7 +3,8 @@
 Every kernel is ``@njit(nogil=True, cache=True)``: it compiles on first call (not at import), caches the
 machine code beside the module, and releases the GIL so callers can spread rows over worker threads.
 
-Definitions (the reference in ``tests/test_features_kernels.py`` computes the same with numpy/scipy):
+Definitions (the reference in ``tests/inference/test_features_kernels.py`` computes the same with
+numpy/scipy):
 
 * ``mean``, ``min``, ``max``, ``ptp`` = max - min, ``rms`` = sqrt(mean(x²)).
 * ``std``: population standard deviation (ddof=0, as numpy's ``np.std`` and tsfresh's ``standard_deviation``).

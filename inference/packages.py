@@ -288,7 +288,7 @@ class Registry:
         holdout: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Score the held-out set (the package's, or ``holdout``) and check its false alarm rate."""
-        from inference.runtimes.onnx_runtime import OnnxRuntime
+        from inference.runtimes.onnx.runtime import OnnxRuntime
 
         pkg = self.package(name, version)
         x = holdout if holdout is not None else pkg.holdout()
@@ -343,7 +343,7 @@ class Registry:
 
 def audit_batch(events: list[dict[str, Any]]) -> pa.RecordBatch:
     """Audit events as EVENTS rows (kind audit) for the historian."""
-    from edge.datamodel import EVENTS, batch_from_rows
+    from edge.core.datamodel import EVENTS, batch_from_rows
 
     rows = [
         {

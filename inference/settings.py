@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.settings import Section
+from edge.core.settings import Section
 
 
 class SparkplugSettings(Section):

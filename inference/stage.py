@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from edge.envelope import Envelope, batch_id_for
+from edge.core.datamodel import WINDOW_MISSING_FEATURE
+from edge.core.envelope import Envelope, batch_id_for
 from inference.settings import InferenceSettings
-from inference.windows import GATING_FLAGS, WINDOW_MISSING_FEATURE, Window, Windower, WindowSpec
+from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
 
 log = logging.getLogger("inference.stage")
 
@@ -67,7 +68,7 @@ def make_runtime(
     settings: InferenceSettings, pkg: Any, on_event: Callable[[str, str, dict[str, Any]], None] | None = None
 ) -> Any:
     """The runtime the settings ask for: ONNX Runtime in process, or Triton (maybe with ONNX fallback)."""
-    from inference.runtimes.onnx_runtime import OnnxRuntime
+    from inference.runtimes.onnx.runtime import OnnxRuntime
 
     def local() -> OnnxRuntime:
         return OnnxRuntime(
@@ -76,7 +77,7 @@ def make_runtime(
 
     if settings.runtime == "onnx":
         return local()
-    from inference.runtimes.triton_runtime import TritonRuntime
+    from inference.runtimes.triton.runtime import TritonRuntime
 
     return TritonRuntime(
         pkg,
@@ -462,7 +463,7 @@ def compile_kernels() -> None:
 
 
 def events_batch(events: Sequence[tuple[str, str, dict[str, Any]]], source: str) -> pa.RecordBatch:
-    from edge.datamodel import EVENTS, batch_from_rows
+    from edge.core.datamodel import EVENTS, batch_from_rows
 
     now = datetime.now(UTC)
     rows = [

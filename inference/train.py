@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import CONTEXTUALIZED_SAMPLES, DICT_STR, TS
+from edge.core.datamodel import CONTEXTUALIZED_SAMPLES, DICT_STR, TS
 from inference.windows import GATING_FLAGS, WindowSpec
 
 Progress = Callable[[str], None]
@@ -376,7 +376,7 @@ def fit(
         threshold = float("nan")  # set from the ONNX scores below
         thresholds = {}
     say(f"{kind}: scoring the training and held-out windows through onnxruntime")
-    from inference.runtimes.onnx_runtime import OnnxRuntime
+    from inference.runtimes.onnx.runtime import OnnxRuntime
 
     rt = OnnxRuntime(onnx_bytes, providers=["CPUExecutionProvider"], intra_op_threads=1)
     s_train = rt.infer(x_train)["score"].astype(np.float64)
@@ -422,7 +422,7 @@ def read_historian(dsn: str, asset: str, t_from: Any, t_to: Any) -> pa.RecordBat
     tags = [r[1] for r in rows]
     vals = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
     q = np.array([r[3] for r in rows], dtype=np.int16)
-    from edge.datamodel import samples_from_arrays
+    from edge.core.datamodel import samples_from_arrays
 
     s = samples_from_arrays(ts_us, tags, vals, source="historian", quality=q)
     n = s.num_rows

@@ -28,12 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edge.datamodel import Quality, QualityFlag
+from edge.core.datamodel import (
+    WINDOW_BAD_SAMPLES,
+    WINDOW_LOW_COVERAGE,
+    WINDOW_MISSING_FEATURE,
+    Quality,
+    QualityFlag,
+)
 
-# Window-level flag bits, above the per-sample QualityFlag bits.
-WINDOW_LOW_COVERAGE = 1 << 16
-WINDOW_BAD_SAMPLES = 1 << 17
-WINDOW_MISSING_FEATURE = 1 << 18  # a feature the model needs is missing in this window (filled 0, gated)
 GATING_FLAGS = int(QualityFlag.STALE | QualityFlag.STUCK) | WINDOW_LOW_COVERAGE | WINDOW_MISSING_FEATURE
 
 MES_COLUMNS = ("work_order", "product", "batch", "shift")
@@ -43,18 +45,6 @@ US = 1_000_000
 def gated(flags: int) -> bool:
     """True when a window's flags say its data is bad or stale: it is scored, but never raises an alarm."""
     return bool(int(flags) & GATING_FLAGS)
-
-
-def flag_names(flags: int) -> list[str]:
-    names = [f.name for f in QualityFlag if f.value and int(flags) & f.value and f.name]
-    for bit, name in (
-        (WINDOW_LOW_COVERAGE, "LOW_COVERAGE"),
-        (WINDOW_BAD_SAMPLES, "BAD_SAMPLES"),
-        (WINDOW_MISSING_FEATURE, "MISSING_FEATURE"),
-    ):
-        if int(flags) & bit:
-            names.append(name)
-    return names
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import DEAD_LETTERS, DICT_STR, TS
+from edge.core.datamodel import DEAD_LETTERS, DICT_STR, TS
 
 
 class Reason(enum.StrEnum):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import DEAD_LETTERS, Quality, QualityFlag
+from edge.core.datamodel import DEAD_LETTERS, Quality, QualityFlag
 from ingest.deadletter import Reason, dead_letter_batch, dead_letters_from_samples
 from ingest.settings import QualitySettings
 

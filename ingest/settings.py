@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.settings import SecretRef, Section, TlsSettings
+from edge.core.settings import SecretRef, Section, TlsSettings
 
 
 class OpcUaNode(Section):

@@ -16,7 +16,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg
 import pytest
 
-from tests.services import (
+from tests.fixtures.services import (
     MosquittoProcess,
     default_mqtt_url,
     default_pg_dsn,
@@ -25,7 +25,7 @@ from tests.services import (
     port_open,
 )
 
-pytest_plugins = ["tests.triton.plugin", "tests.timescale.plugin"]
+pytest_plugins = ["tests.fixtures.triton.plugin", "tests.fixtures.timescale.plugin"]
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def pg_server_dsn() -> Iterator[str]:
     if pg_answers(dsn):
         yield dsn
         return
-    from edge.embedded import EmbeddedPostgres
+    from edge.app.embedded.services import EmbeddedPostgres
 
     server = EmbeddedPostgres.start_new()
     try:

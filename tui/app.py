@@ -124,7 +124,7 @@ class EdgeTui(App[None]):
     @work(group="broker", exclusive=True, exit_on_error=False)
     async def probe_broker(self) -> None:
         """Is the MQTT broker reachable? A TCP connect bounded by one second, in a worker."""
-        from edge.mqtt import BrokerAddress
+        from edge.core.mqtt import BrokerAddress
 
         assert self.mqtt_url is not None
         try:

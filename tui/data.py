@@ -5,7 +5,7 @@ seconds. A call that times out or fails drops the connection (abandoning the tas
 caller) and raises :class:`Unavailable`; the next call reconnects by itself, with a backoff between
 attempts. So a slow or dead database shows as "disconnected" on screen and never freezes the app.
 
-The queries read the historian tables named in ``edge/datamodel.py`` (samples with their context columns,
+The queries read the historian tables named in ``edge/core/datamodel.py`` (samples with their context columns,
 features, insights, events, dead_letters) and ``operator_feedback`` (migration 0030). Columns that differ
 between historian versions (the feature columns) are found by introspection once per connection.
 """

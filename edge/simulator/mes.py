@@ -11,19 +11,32 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from contextualize.mes_events import MesEvent, MesEventType
 from contextualize.mes_intake import payload_json
-from edge.config import AppConfig
-from edge.mqtt import connect, make_client
-from edge.supervisor import Role
+from contextualize.settings import AssetSettings, MesSettings
+from edge.core.mqtt import connect, make_client
+from edge.core.settings import BrokerSettings
+from edge.core.supervisor import Role
 
 log = logging.getLogger("edge.simulator.mes")
 
 PRODUCTS = ("SKU-100 bracket", "SKU-210 hinge", "SKU-330 housing")
 SHIFTS = ("A", "B", "C")  # 06-14, 14-22, 22-06
+
+
+class PlantConfig(Protocol):
+    """The parts of the appliance's config the MES simulator reads (the app's ``AppConfig`` has them)."""
+
+    @property
+    def assets(self) -> AssetSettings: ...
+    @property
+    def broker(self) -> BrokerSettings: ...
+    @property
+    def mes(self) -> MesSettings: ...
 
 
 @dataclass
@@ -33,7 +46,7 @@ class MesPlan:
     late_by_s: float = 8.0
 
 
-def line_scopes(config: AppConfig) -> list[str]:
+def line_scopes(config: PlantConfig) -> list[str]:
     """The ISA-95 paths of the lines of the configured plant (enterprise/site/area/line)."""
     a = config.assets
     lines = sorted({"/".join(path.split("/")[:2]) for path in a.equipment})
@@ -49,7 +62,7 @@ class MesSimulator:
 
     role: Role = "source"
 
-    def __init__(self, config: AppConfig, *, client_id: str = "factory-edge-mes-simulator",
+    def __init__(self, config: PlantConfig, *, client_id: str = "factory-edge-mes-simulator",
                  name: str = "mes-simulator",
                  plan: MesPlan | None = None, seed: int = 0, scopes: Sequence[str] | None = None,
                  topic_base: str | None = None, wait_for: asyncio.Event | None = None) -> None:

@@ -29,8 +29,8 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.mqtt import BrokerAddress
-from ingest.codecs.sparkplug import (
+from edge.core.mqtt import BrokerAddress
+from ingest.codecs.sparkplug.codec import (
     BDSEQ_METRIC,
     NAMESPACE,
     REBIRTH_METRIC,

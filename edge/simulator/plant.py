@@ -43,7 +43,8 @@ UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     ("bar", "MPa"): (0.1, 0.0),
     ("mm/s", "in/s"): (1 / 25.4, 0.0),
 }
-# The demo site as firmware-config/assets/demo-site.toml models it (tests/test_simulator.py keeps the two in
+# The demo site as firmware-config/assets/demo-site.toml models it (tests/edge/simulator/test_simulator.py
+# keeps the two in
 # step): area "packaging", one cell per press, line 2 a US-made line publishing degF and psi, and three
 # pressure transmitters in kPa. Patterns are fnmatch patterns on tag names.
 DEMO_SITE_UNITS: tuple[tuple[str, str], ...] = (

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from edge.datamodel import SAMPLES, EventKind, samples_from_arrays
+from edge.core.datamodel import SAMPLES, EventKind, samples_from_arrays
 from ingest.deadletter import DeadLetters
 
 RawMessage = tuple[str, bytes]  # (topic, payload)

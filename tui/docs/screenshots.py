@@ -1,7 +1,8 @@
 """Regenerate the README screenshots: ``.venv/bin/python -m tui.docs.screenshots`` from the repository root.
 
 Needs PostgreSQL (``FE_TEST_PG_DSN``, default postgresql://postgres@127.0.0.1:5432/postgres): it makes a
-scratch database, fills it like the tests do (tests/tui_support.py), and saves SVGs next to this file.
+scratch database, fills it like the tests do (tests/fixtures/tui_support.py), and saves SVGs next to this
+file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ HERE = Path(__file__).parent
 
 
 async def shoot(reader_dsn: str) -> None:
-    from tests.tui_support import fixed_clock, wait_until
+    from tests.fixtures.tui_support import fixed_clock, wait_until
     from tui.app import EdgeTui
     from tui.data import HistorianSource
     from tui.screens.base import EdgeScreen
@@ -48,7 +49,7 @@ async def shoot(reader_dsn: str) -> None:
 
 
 def main() -> None:
-    from tests.tui_support import fill_historian, prepare_historian
+    from tests.fixtures.tui_support import fill_historian, prepare_historian
 
     server = os.environ.get("FE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"fe_shots_{uuid.uuid4().hex[:8]}"

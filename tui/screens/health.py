@@ -19,7 +19,7 @@ from tui.widgets.status import StatusBar
 
 
 async def fetch_metrics(listen: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    """``GET /stats`` from the appliance's metrics endpoint (``edge.metrics.MetricsServer``), or None."""
+    """``GET /stats`` from the appliance's metrics endpoint (``edge.core.metrics.MetricsServer``), or None."""
     host, _, port = listen.replace("http://", "").rstrip("/").rpartition(":")
 
     async def get() -> bytes:
@@ -43,11 +43,11 @@ async def fetch_metrics(listen: str, timeout: float = 1.0) -> dict[str, Any] | N
 
 
 def read_metrics(path: Path | None) -> dict[str, Any] | None:
-    """The metrics snapshot another process wrote (``edge.metrics.MetricsServer``), or None."""
+    """The metrics snapshot another process wrote (``edge.core.metrics.MetricsServer``), or None."""
     if path is None:
         return None
     try:
-        from edge.metrics import read_state_file
+        from edge.core.metrics import read_state_file
 
         return read_state_file(path)
     except (OSError, ValueError, ImportError):

@@ -1,0 +1,254 @@
+"""``edge models train|list|show|validate|promote|rollback``: model packages and the registry.
+
+Exit 0 on success, 1 when a model check fails (validation, package error), 2 for usage or config errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("models", help="train, inspect, validate, promote and roll back anomaly models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--models-dir",
+            type=Path,
+            default=None,
+            help="model registry (default: inference.models_dir of the config)",
+        )
+        q.add_argument("--dir", type=Path, default=None, help="config folder")
+        q.add_argument("--box", default=None, help="box name for the config layers")
+
+    t = msub.add_parser("train", help="fit a model on a baseline period of normal running")
+    common(t)
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", type=Path, help="wide CSV: a time column and one column per signal")
+    src.add_argument("--parquet", type=Path, help="wide Parquet file")
+    src.add_argument("--dsn", help="historian DSN (reads samples of --asset between --from and --to)")
+    t.add_argument("--asset", default=None, help="equipment path (required with --dsn; names the file's)")
+    t.add_argument("--from", dest="t_from", default=None, help="start time, ISO 8601 (with --dsn)")
+    t.add_argument("--to", dest="t_to", default=None, help="end time, ISO 8601 (with --dsn)")
+    t.add_argument("--name", required=True, help="model name (registry folder and MQTT topic level)")
+    t.add_argument("--kind", choices=["pca", "iforest"], default="pca")
+    t.add_argument(
+        "--quantile", type=float, default=0.99, help="threshold = this quantile of training scores"
+    )
+    t.add_argument("--holdout", type=float, default=0.2, help="share of the (latest) windows held out")
+    t.add_argument("--var", type=float, default=0.95, help="PCA: share of variance kept")
+    t.add_argument("--time-column", default=None)
+    t.add_argument("--archive", type=Path, default=None, help="also write the package as this .tar.gz")
+    t.set_defaults(func=_train)
+
+    ls = msub.add_parser("list", help="models, versions and which version is promoted")
+    common(ls)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+
+    sh = msub.add_parser("show", help="a package's manifest, validation and runtime providers")
+    common(sh)
+    sh.add_argument("name")
+    sh.add_argument("version", nargs="?")
+    sh.set_defaults(func=_show)
+
+    va = msub.add_parser("validate", help="check the false alarm rate on the held-out set")
+    common(va)
+    va.add_argument("name")
+    va.add_argument("version")
+    va.add_argument("--max-far", type=float, default=0.05, help="bound on the held-out false alarm rate")
+    va.set_defaults(func=_validate)
+
+    pr = msub.add_parser("promote", help="make a validated version the one the pipeline runs")
+    common(pr)
+    pr.add_argument("name")
+    pr.add_argument("version")
+    pr.add_argument("--force", action="store_true", help="promote without a passed validation (audited)")
+    pr.set_defaults(func=_promote)
+
+    rb = msub.add_parser("rollback", help="go back to the previously promoted version")
+    common(rb)
+    rb.add_argument("name")
+    rb.set_defaults(func=_rollback)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from inference.settings import InferenceSettings
+
+    try:
+        from edge.app.config import ConfigError, default_config_dir, load_config
+
+        try:
+            loaded = load_config(args.dir if args.dir is not None else default_config_dir(), args.box)
+            settings: Any = loaded.config.inference
+        except (ConfigError, OSError):
+            if args.dir is not None or args.box is not None:
+                raise
+            settings = InferenceSettings.model_validate({})
+    except ImportError:  # pragma: no cover
+        settings = InferenceSettings.model_validate({})
+    if args.models_dir is not None:
+        settings = settings.model_copy(update={"models_dir": args.models_dir})
+    return settings
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from inference.packages import Registry
+
+    return Registry(_settings(args).models_dir)
+
+
+def _err(msg: str, code: int = EXIT_FAIL) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
+    from inference.train import train_to_registry
+
+    try:
+        settings = _settings(args)
+    except Exception as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if args.dsn and not (args.asset and args.t_from and args.t_to):
+        return _err("--dsn needs --asset, --from and --to", EXIT_USAGE)
+    try:
+        pkg = train_to_registry(
+            settings,
+            name=args.name,
+            kind=args.kind,
+            csv=args.csv,
+            parquet=args.parquet,
+            dsn=args.dsn,
+            asset=args.asset,
+            t_from=_parse_time(args.t_from),
+            t_to=_parse_time(args.t_to),
+            quantile=args.quantile,
+            holdout=args.holdout,
+            var=args.var,
+            time_column=args.time_column,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if args.archive is not None:
+        from inference.packages import archive_package
+
+        archive_package(pkg.path, args.archive)
+    print(
+        f"registered {pkg.name} v{pkg.version} ({pkg.manifest.get('kind')}, {len(pkg.features)} features, "
+        f"threshold {pkg.threshold:.4g}, sha256 {pkg.sha256[:12]}) in {pkg.path}"
+    )
+    print(
+        f"next: edge models validate {pkg.name} {pkg.version} && edge models promote {pkg.name} {pkg.version}"
+    )
+    return 0
+
+
+def _parse_time(s: str | None) -> datetime | None:
+    if s is None:
+        return None
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _list(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    rows = []
+    for name in reg.models():
+        st = reg.state(name)
+        for v in reg.versions(name):
+            val = st.get("validations", {}).get(v)
+            rows.append(
+                {
+                    "model": name,
+                    "version": v,
+                    "current": st.get("current") == v,
+                    "validated": None if val is None else bool(val.get("passed")),
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models in {reg.root}")
+        return 0
+    print(f"{'MODEL':24} {'VERSION':8} {'CURRENT':8} VALIDATED")
+    for r in rows:
+        vmark = "-" if r["validated"] is None else ("passed" if r["validated"] else "FAILED")
+        print(f"{r['model']:24} {r['version']:8} {'*' if r['current'] else '':8} {vmark}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from inference.packages import PackageError
+    from inference.runtimes.onnx.runtime import OnnxRuntime
+
+    reg = _registry(args)
+    settings = _settings(args)
+    try:
+        pkg = reg.package(args.name, args.version)
+    except PackageError as exc:
+        return _err(str(exc))
+    st = reg.state(args.name)
+    rt = OnnxRuntime(
+        pkg.onnx, providers=settings.providers, intra_op_threads=settings.intra_op_threads, name=pkg.name
+    )
+    doc = {
+        "manifest": pkg.manifest,
+        "path": str(pkg.path),
+        "current": st.get("current"),
+        "history": st.get("history", []),
+        "validation": st.get("validations", {}).get(pkg.version),
+        "runtime": rt.describe(),
+    }
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from inference.packages import PackageError
+
+    reg = _registry(args)
+    try:
+        res = reg.validate(args.name, args.version, max_false_alarm_rate=args.max_far)
+    except PackageError as exc:
+        return _err(str(exc))
+    verdict = "passed" if res["passed"] else "FAILED"
+    print(
+        f"{args.name} v{args.version}: {verdict}: false alarm rate {res['false_alarm_rate']:.2%} on "
+        f"{res['windows']} held-out windows (bound {res['bound']:.2%})"
+    )
+    return 0 if res["passed"] else EXIT_FAIL
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from inference.packages import PackageError
+
+    reg = _registry(args)
+    try:
+        ev = reg.promote(args.name, args.version, force=args.force)
+    except PackageError as exc:
+        return _err(str(exc))
+    print(f"promoted {args.name} v{args.version} (previous: {ev['detail']['previous']})")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from inference.packages import PackageError
+
+    reg = _registry(args)
+    try:
+        ev = reg.rollback(args.name)
+    except PackageError as exc:
+        return _err(str(exc))
+    print(f"rolled back {args.name} to v{ev['version']} (from v{ev['detail']['from']})")
+    return 0

@@ -1,0 +1,270 @@
+"""Wiring: from an AppConfig to a supervisor holding every component, joined by bounded queues.
+
+::
+
+    sources ──> q_in ──> process (quality gate, assets, units, MES as-of) ──┬──> q_hist ──> historian sink
+    (OPC-UA, MQTT)                                                          └──> q_infer ──> inference ─┘
+    MES intake ──> context store (used by process)       historian ──(outbox trigger)──┬──> JSON publisher
+                                                                                     └──> Sparkplug B node
+
+Every queue is bounded: a slow historian slows the sources instead of filling memory. A source's
+acknowledgements travel on the historian-bound envelopes derived from its batch and run once all of them are
+committed or spooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from contextualize.enrich import Contextualizer
+from contextualize.mes_join import attach_context
+from contextualize.mes_store import MesContextStore
+from edge.app.config import AppConfig
+from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, utcnow
+from edge.core.envelope import Envelope, batch_id_for, join_acks
+from edge.core.metrics import METRICS, Metrics
+from edge.core.stages import Emit, TransformStage, queue_emit
+from edge.core.supervisor import Role, Supervisor
+from ingest.gate import QualityGate
+
+log = logging.getLogger("edge.app.pipeline")
+
+
+class EventRecorder:
+    """Collects events from any component (thread-safe) and hands them on as EVENTS batches every second."""
+
+    role: Role = "stage"
+
+    def __init__(self, emit: Emit, *, name: str = "events", source: str = "edge",
+                 interval_s: float = 1.0) -> None:
+        self.name = name
+        self.emit = emit
+        self.source = source
+        self.interval_s = interval_s
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = asyncio.Event()
+        self._seq = 0
+        self.recorded = 0
+
+    def record(self, kind: str, message: str, detail: dict[str, Any] | None = None,
+               *, asset: str | None = None, source: str | None = None) -> None:
+        import json
+
+        row = {"ts": utcnow(), "kind": str(kind), "source": source or self.source, "asset": asset,
+               "message": message, "detail": json.dumps(detail or {}, default=str)}
+        with self._lock:
+            self._rows.append(row)
+            self.recorded += 1
+
+    async def flush(self) -> None:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if rows:
+            self._seq += 1
+            batch = batch_from_rows(rows, EVENTS)
+            await self.emit(Envelope("events", batch, batch_id_for(self.source, "events", time.time_ns(),
+                                                                  self._seq)))
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            except TimeoutError:
+                pass
+            await self.flush()
+        await self.flush()
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class ProcessStep:
+    """The per-batch work between sources and the historian: gate, assets and units, MES context."""
+
+    gate: QualityGate
+    contextualizer: Contextualizer
+    metrics: Metrics = field(default_factory=lambda: METRICS)
+    to_inference: bool = True
+
+    def __call__(self, envelope: Envelope) -> list[Envelope]:
+        if envelope.kind != "samples":
+            return [envelope]
+        n_in = envelope.num_rows
+        self.metrics.inc("ingest", "received", n_in)
+        kept, rejected = self.gate.apply(envelope.batch, int(time.time() * 1_000_000))
+        enriched, unmapped = self.contextualizer.enrich(kept)
+        dead = _concat([rejected, unmapped])
+        if dead is not None and dead.num_rows:
+            for reason, count in _count_by(dead, "reason").items():
+                self.metrics.inc("ingest", "rejected", count, reason=reason)
+        out: list[Envelope] = []
+        parts = 1 + (1 if dead is not None and dead.num_rows else 0)
+        acks = join_acks(envelope.acks, parts)
+        out.append(Envelope("samples", enriched, batch_id_for(envelope.batch_id, "samples"),
+                            acks[:1] if acks else []))
+        if parts == 2 and dead is not None:
+            out.append(Envelope("dead_letters", dead, batch_id_for(envelope.batch_id, "dead_letters"),
+                                acks[1:2] if acks else []))
+        return out
+
+
+def _concat(batches: Sequence[pa.RecordBatch | None]) -> pa.RecordBatch | None:
+    real = [b for b in batches if b is not None and b.num_rows]
+    if not real:
+        return None
+    if len(real) == 1:
+        return real[0]
+    table = pa.Table.from_batches(real).unify_dictionaries().combine_chunks()
+    return table.to_batches()[0]
+
+
+def _count_by(batch: pa.RecordBatch, column: str) -> dict[str, int]:
+    import pyarrow.compute as pc
+
+    col = batch.column(column)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(pa.string())
+    counts = pc.value_counts(col)
+    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
+
+
+@dataclass
+class Pipeline:
+    supervisor: Supervisor
+    events: EventRecorder
+    mes_store: MesContextStore
+    components: dict[str, Any]
+    q_in: asyncio.Queue[Envelope]
+    q_hist: asyncio.Queue[Envelope]
+    q_infer: asyncio.Queue[Envelope] | None
+
+
+def build_pipeline(
+    config: AppConfig,
+    *,
+    historian_dsn: str | None = None,
+    broker_url: str | None = None,
+    metrics: Metrics | None = None,
+    with_inference: bool = True,
+    extra_components: Sequence[Any] = (),
+) -> Pipeline:
+    """Every component of the appliance for ``config``; ``historian_dsn`` and ``broker_url`` override it."""
+    from edge.sinks.historian.sink import HistorianSink
+    from edge.sinks.historian.spool import Spool
+    from edge.sinks.historian.writer import HistorianWriter
+
+    metrics = metrics or METRICS
+    dsn = historian_dsn or config.historian.dsn
+    url = broker_url or config.broker.url
+    pl = config.pipeline
+    q_in: asyncio.Queue[Envelope] = asyncio.Queue(pl.queue_batches)
+    q_hist: asyncio.Queue[Envelope] = asyncio.Queue(pl.queue_batches)
+    q_infer: asyncio.Queue[Envelope] | None = asyncio.Queue(pl.queue_batches) if with_inference else None
+
+    supervisor = Supervisor(shutdown_timeout_s=pl.shutdown_timeout_s)
+    events = EventRecorder(queue_emit(q_hist), source=config.box.id)
+    supervisor.on_event = lambda kind, message, detail: events.record(kind, message, detail)
+    components: dict[str, Any] = {}
+
+    def add(component: Any) -> None:
+        components[component.name] = component
+        supervisor.add(component)
+
+    # Sources.
+    emit_in = queue_emit(q_in)
+    if config.sources.opcua:
+        from ingest.sources.opcua.source import OpcUaSource
+
+        for s in config.sources.opcua:
+            add(OpcUaSource(s, emit_in, pipeline=pl))
+    if config.sources.mqtt:
+        from ingest.sources.mqtt.source import MqttSource
+
+        for m in config.sources.mqtt:
+            # The cut journal (beside the spool) makes a redelivery after a crash batch as before, so the
+            # historian's ledger recognises what was committed: nothing stored twice.
+            add(MqttSource(m, config.broker.model_copy(update={"url": url}), emit_in,
+                           batch_rows=pl.batch_rows, batch_ms=pl.batch_ms,
+                           cut_journal=m.cut_journal or config.spool.dir / f"{m.name}.cuts"))
+
+    # MES context: intake over MQTT into a store the process step joins against.
+    # A stable client id gives the intake a persistent session: MES events sent while it is down arrive later.
+    store = MesContextStore()
+    if config.mes.enabled:
+        from contextualize.mes_intake import MesIntake
+
+        add(MesIntake(config.mes, config.broker.model_copy(update={"url": url}), dsn, store=store,
+                      client_id=f"{config.box.id}-mes-intake",
+                      db_password=config.historian.password.resolve() if config.historian.password else None))
+
+    contextualizer = Contextualizer.from_settings(config.assets, config.quality.unmapped,
+                                                context_join=lambda b: attach_context(b, store))
+    gate = QualityGate(config.quality, contextualizer.model.raw_valid_ranges())
+    step = ProcessStep(gate, contextualizer, metrics)
+
+    async def route(envelope: Envelope) -> None:
+        await q_hist.put(envelope)
+        if q_infer is not None and envelope.kind == "samples" and envelope.num_rows:
+            # Inference gets the rows, not the acks: delivery is the historian's business.
+            await q_infer.put(Envelope("samples", envelope.batch, envelope.batch_id))
+
+    add(TransformStage("process", q_in, step, route))
+
+    if q_infer is not None:
+        from inference.stage import InferenceStage
+
+        async def emit_inferred(envelope: Envelope) -> None:
+            if envelope.kind == "insights":
+                metrics.inc("inference", "insights", envelope.num_rows)
+            await q_hist.put(envelope)
+
+        add(InferenceStage(config.inference, q_infer, emit_inferred))
+
+    add(events)
+    from edge.sinks.historian.maintenance import HistorianMaintenance
+
+    add(HistorianMaintenance(dsn, password=config.historian.password,
+                             interval_s=config.historian.maintenance_interval_s, on_event=events.record))
+    writer = HistorianWriter(config.historian, dsn=dsn)
+    spool = Spool(config.spool, metrics=metrics).open()
+    add(HistorianSink(q_hist, writer, spool, write_timeout_s=config.historian.write_timeout_s,
+                      metrics=metrics, on_event=lambda kind, message, detail: events.record(kind, message,
+                                                                                             detail)))
+
+    # Insights for MES, both read from the historian's outbox after commit, each with its own progress:
+    # JSON on the UNS topics (unless Sparkplug replaces it) and, when enabled, a Sparkplug B edge node.
+    sparkplug = config.inference.sparkplug
+    if not sparkplug.enabled or sparkplug.keep_json:
+        from edge.sinks.outbox.publisher import OutboxPublisher
+
+        add(OutboxPublisher(dsn, config.broker.model_copy(update={"url": url}),
+                            password=config.historian.password, metrics=metrics))
+    if sparkplug.enabled:
+        from ingest.codecs.sparkplug.publisher import SparkplugPublisher
+
+        node_id = sparkplug.edge_node_id or re.sub(r"[/+#]", "_", config.box.id)
+        bdseq_file = config.spool.dir / f"sparkplug-{sparkplug.group_id}-{node_id}.bdseq"
+        add(SparkplugPublisher(dsn, config.broker.model_copy(update={"url": url}),
+                               group_id=sparkplug.group_id, edge_node_id=node_id, bdseq_file=bdseq_file,
+                               password=config.historian.password, metrics=metrics,
+                               on_event=lambda kind, message, detail: events.record(kind, message, detail)))
+    if config.metrics.enabled:
+        from edge.core.metrics import MetricsServer
+
+        add(MetricsServer(metrics, listen=config.metrics.listen, state_file=config.metrics.state_file,
+                          state_interval_s=config.metrics.state_interval_s))
+    for component in extra_components:
+        add(component)
+    events.record(EventKind.SUPERVISOR, "pipeline built", {"components": sorted(components)})
+    return Pipeline(supervisor, events, store, components, q_in, q_hist, q_infer)
