@@ -343,17 +343,11 @@ class Registry:
 
 def audit_batch(events: list[dict[str, Any]]) -> pa.RecordBatch:
     """Audit events as EVENTS rows (kind audit) for the historian."""
-    from edge.core.datamodel import EVENTS, batch_from_rows
+    from edge.core.datamodel import event_row, events_batch
 
-    rows = [
-        {
-            "ts": datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
-            "kind": "audit",
-            "source": e["source"],
-            "asset": None,
-            "message": f"model {e['model']} {e['action']} v{e['version']}",
-            "detail": json.dumps(e["detail"]),
-        }
+    return events_batch([
+        event_row("audit", f"model {e['model']} {e['action']} v{e['version']}", e["detail"],
+                  source=e["source"],
+                  ts=datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC))
         for e in events
-    ]
-    return batch_from_rows(rows, EVENTS)
+    ])

@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from edge.core.component import Emit, EventHook
 from edge.core.datamodel import WINDOW_MISSING_FEATURE
 from edge.core.envelope import Envelope, batch_id_for
 from inference.settings import InferenceSettings
@@ -48,7 +48,6 @@ from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
 
 log = logging.getLogger("inference.stage")
 
-Emit = Callable[[Envelope], Awaitable[None] | None]
 
 
 @dataclass
@@ -65,7 +64,7 @@ class DeployedModel:
 
 
 def make_runtime(
-    settings: InferenceSettings, pkg: Any, on_event: Callable[[str, str, dict[str, Any]], None] | None = None
+    settings: InferenceSettings, pkg: Any, on_event: EventHook | None = None
 ) -> Any:
     """The runtime the settings ask for: ONNX Runtime in process, or Triton (maybe with ONNX fallback)."""
     from inference.runtimes.onnx.runtime import OnnxRuntime
@@ -105,7 +104,7 @@ def check_window(pkg: Any, settings: InferenceSettings) -> None:
 
 def load_models(
     settings: InferenceSettings,
-    on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+    on_event: EventHook | None = None,
 ) -> list[DeployedModel]:
     """The promoted version of every model (or of ``settings.models``) in the registry, with runtimes."""
     from inference.packages import Registry
@@ -463,18 +462,9 @@ def compile_kernels() -> None:
 
 
 def events_batch(events: Sequence[tuple[str, str, dict[str, Any]]], source: str) -> pa.RecordBatch:
-    from edge.core.datamodel import EVENTS, batch_from_rows
+    from edge.core.datamodel import event_row
+    from edge.core.datamodel import events_batch as to_batch
 
     now = datetime.now(UTC)
-    rows = [
-        {
-            "ts": now,
-            "kind": kind,
-            "source": source,
-            "asset": detail.get("asset"),
-            "message": msg,
-            "detail": json.dumps(detail, default=str),
-        }
-        for kind, msg, detail in events
-    ]
-    return batch_from_rows(rows, EVENTS)
+    return to_batch([event_row(kind, msg, detail, source=source, asset=detail.get("asset"), ts=now)
+                     for kind, msg, detail in events])

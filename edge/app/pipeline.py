@@ -29,11 +29,12 @@ from contextualize.enrich import Contextualizer
 from contextualize.mes_join import attach_context
 from contextualize.mes_store import MesContextStore
 from edge.app.config import AppConfig
-from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, utcnow
+from edge.core.component import Emit, Role
+from edge.core.datamodel import EventKind, event_row, events_batch
 from edge.core.envelope import Envelope, batch_id_for, join_acks
 from edge.core.metrics import METRICS, Metrics
-from edge.core.stages import Emit, TransformStage, queue_emit
-from edge.core.supervisor import Role, Supervisor
+from edge.core.stages import TransformStage, queue_emit
+from edge.core.supervisor import Supervisor
 from ingest.gate import QualityGate
 
 log = logging.getLogger("edge.app.pipeline")
@@ -58,10 +59,7 @@ class EventRecorder:
 
     def record(self, kind: str, message: str, detail: dict[str, Any] | None = None,
                *, asset: str | None = None, source: str | None = None) -> None:
-        import json
-
-        row = {"ts": utcnow(), "kind": str(kind), "source": source or self.source, "asset": asset,
-               "message": message, "detail": json.dumps(detail or {}, default=str)}
+        row = event_row(kind, message, detail, source=source or self.source, asset=asset)
         with self._lock:
             self._rows.append(row)
             self.recorded += 1
@@ -71,7 +69,7 @@ class EventRecorder:
             rows, self._rows = self._rows, []
         if rows:
             self._seq += 1
-            batch = batch_from_rows(rows, EVENTS)
+            batch = events_batch(rows)
             await self.emit(Envelope("events", batch, batch_id_for(self.source, "events", time.time_ns(),
                                                                   self._seq)))
 

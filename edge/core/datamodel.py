@@ -165,6 +165,20 @@ def batch_from_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.
     return pa.RecordBatch.from_pylist(list(rows), schema=schema)
 
 
+def event_row(kind: str, message: str, detail: Mapping[str, Any] | None = None, *, source: str,
+              asset: str | None = None, ts: datetime | int | None = None) -> dict[str, Any]:
+    """One EVENTS row: ``ts`` a datetime or epoch microseconds (default now), ``detail`` stored as JSON."""
+    import json
+
+    return {"ts": utcnow() if ts is None else ts, "kind": str(kind), "source": source, "asset": asset,
+            "message": message, "detail": json.dumps(dict(detail or {}), default=str)}
+
+
+def events_batch(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+    """EVENTS rows (from :func:`event_row`) as a batch."""
+    return batch_from_rows(rows, EVENTS)
+
+
 def samples_from_arrays(
     ts_us: Any,
     tags: Sequence[str] | pa.Array,

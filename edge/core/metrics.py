@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.core.supervisor import Role
+from edge.core.component import Role
 
 log = logging.getLogger("edge.core.metrics")
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
+from edge.core.component import Emit, Role
 from edge.core.envelope import Envelope
-from edge.core.supervisor import Role
 
 log = logging.getLogger("edge.core.stages")
 
-Emit = Callable[[Envelope], Awaitable[None]]
 Transform = Callable[[Envelope], Sequence[Envelope]]
 
 

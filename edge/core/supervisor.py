@@ -9,29 +9,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+
+from edge.core.component import Component, EventHook, Role
 
 log = logging.getLogger("edge.core.supervisor")
 
-Role = Literal["source", "stage", "sink"]
 STOP_ORDER: tuple[Role, ...] = ("source", "stage", "sink")
-
-
-class Component(Protocol):
-    """A long-running part of the pipeline.
-
-    ``run`` works until ``stop`` is called, then returns after finishing what it holds (a stage drains its
-    input queue, a sink flushes). An exception from ``run`` is a failure and the supervisor restarts it.
-    """
-
-    name: str
-    role: Role
-
-    async def run(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -42,9 +26,6 @@ class ComponentState:
     last_error: str | None = None
     healthy: bool = False
     started_at: float = 0.0
-
-
-EventHook = Callable[[str, str, dict[str, object]], None]
 
 
 @dataclass

@@ -18,9 +18,9 @@ import numpy as np
 from contextualize.mes_events import MesEvent, MesEventType
 from contextualize.mes_intake import payload_json
 from contextualize.settings import AssetSettings, MesSettings
+from edge.core.component import Role
 from edge.core.mqtt import connect, make_client
 from edge.core.settings import BrokerSettings
-from edge.core.supervisor import Role
 
 log = logging.getLogger("edge.simulator.mes")
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-# (kind, message, detail) -> None; the stage turns these into EVENTS rows
-EventSink = Callable[[str, str, dict[str, Any]], None]
 
 
 class InferenceError(Exception):

@@ -25,20 +25,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from edge.core.component import EventHook, Role
 from edge.core.datamodel import EventKind
 from edge.core.settings import SecretRef
-from edge.core.supervisor import Role
 
 log = logging.getLogger("edge.sinks.historian.maintenance")
 
 MAINTAIN = "SELECT fe_maintain_as_writer()"
 
-EventHook = Callable[[str, str, dict[str, Any]], None]
 
 
 class HistorianMaintenance:

@@ -35,18 +35,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import psycopg
 
-from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, utcnow
+from edge.core.component import EventHook, Role
+from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, event_row
 from edge.core.envelope import Envelope, batch_id_for
 from edge.core.metrics import METRICS, Metrics
-from edge.core.supervisor import Role
 from edge.sinks.historian.spool import Spool, SpoolFull
 
 log = logging.getLogger("edge.sinks.historian")
@@ -81,7 +79,7 @@ class HistorianSink:
     def __init__(self, inbox: asyncio.Queue[Envelope], writer: BatchWriter, spool: Spool, *,
                  name: str = "historian", write_timeout_s: float = 10.0, retry_interval_s: float = 1.0,
                  drain_rows_per_s: int | None = None, metrics: Metrics | None = None,
-                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+                 on_event: EventHook | None = None,
                  write_events: bool | None = None) -> None:
         self.name = name
         self.inbox = inbox
@@ -290,8 +288,7 @@ class HistorianSink:
     def _record_event(self, kind: EventKind, message: str, detail: dict[str, Any]) -> None:
         """Queue an event row for the historian (thread-safe: the spool reports from worker threads)."""
         if self.write_events:
-            self._events.append({"ts": utcnow(), "kind": str(kind), "source": self.name, "asset": None,
-                                 "message": message, "detail": json.dumps(detail, default=str)})
+            self._events.append(event_row(kind, message, detail, source=self.name))
         if self.on_event is not None:
             try:
                 self.on_event(str(kind), message, detail)

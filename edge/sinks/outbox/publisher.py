@@ -37,11 +37,11 @@ import paho.mqtt.client as paho
 import psycopg
 import pyarrow as pa
 
+from edge.core.component import Role
 from edge.core.datamodel import INSIGHTS
 from edge.core.metrics import METRICS, Metrics
 from edge.core.mqtt import connect, make_client
 from edge.core.settings import BrokerSettings, SecretRef
-from edge.core.supervisor import Role
 from edge.sinks.outbox.encoder import insight_payloads
 
 log = logging.getLogger("edge.sinks.outbox")

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference.runtimes.base import EventSink, InferenceError, ModelMismatchError, Runtime
+from edge.core.component import EventHook
+from inference.runtimes.base import InferenceError, ModelMismatchError, Runtime
 
 if TYPE_CHECKING:
     from inference.packages import ModelPackage
@@ -100,7 +101,7 @@ class TritonRuntime:
         timeout_s: float = 2.0,
         retries: int = 2,
         fallback: Runtime | None = None,
-        on_event: EventSink | None = None,
+        on_event: EventHook | None = None,
         load: bool = False,
         recheck_s: float = 30.0,
     ) -> None:

@@ -42,11 +42,11 @@ from typing import Any
 import paho.mqtt.client as paho
 import psycopg
 
+from edge.core.component import EventHook, Role
 from edge.core.datamodel import EventKind
 from edge.core.metrics import METRICS, Metrics
 from edge.core.mqtt import connect, make_client
 from edge.core.settings import BrokerSettings, SecretRef
-from edge.core.supervisor import Role
 from edge.sinks.outbox.publisher import (
     close_client,
     connect_historian,
@@ -58,7 +58,6 @@ from ingest.codecs.sparkplug.node import SparkplugInsightsNode, is_rebirth_reque
 
 log = logging.getLogger("edge.sinks.sparkplug")
 
-OnEvent = Callable[[str, str, dict[str, Any]], None]
 
 SELECT_MAX = "SELECT coalesce(max(seq), 0) FROM insights_outbox"
 SELECT_LATEST = """
@@ -167,7 +166,7 @@ class SparkplugPublisher:
                  bdseq_file: Path, name: str = "sparkplug-publisher", password: SecretRef | None = None,
                  url: str | None = None, client_id: str | None = None, poll_interval_s: float = 0.2,
                  reconnect_delay_s: float = 1.0, gap_timeout_s: float = 30.0, close_timeout_s: float = 2.0,
-                 metrics: Metrics | None = None, on_event: OnEvent | None = None) -> None:
+                 metrics: Metrics | None = None, on_event: EventHook | None = None) -> None:
         self.name = name
         self.stage = name
         self.dsn = dsn

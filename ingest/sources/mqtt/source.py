@@ -37,22 +37,21 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.core.datamodel import EVENTS, batch_from_rows
+from edge.core.component import Emit, Role
+from edge.core.datamodel import event_row, events_batch
 from edge.core.envelope import Envelope, join_acks
 from edge.core.mqtt import HighRateClient, connect, make_client
 from edge.core.settings import BrokerSettings
-from edge.core.supervisor import Role
 from ingest.codecs import Codec, CodecEvent, Command, Decoded
 from ingest.codecs.json.codec import JsonCodec
 from ingest.codecs.sparkplug.codec import NAMESPACE, SparkplugCodec, state_payload
@@ -69,7 +68,6 @@ from ingest.sources.mqtt.decode_worker import (
 
 log = logging.getLogger("ingest.sources.mqtt")
 
-Emit = Callable[[Envelope], Awaitable[None]]
 _DONE = object()
 
 
@@ -775,6 +773,4 @@ class _CutJournal:
 
 
 def _events_batch(events: list[CodecEvent], source: str) -> pa.RecordBatch:
-    return batch_from_rows(
-        [{"ts": e.ts_us, "kind": str(e.kind), "source": source, "asset": None, "message": e.message,
-          "detail": orjson.dumps(e.detail, default=str).decode()} for e in events], EVENTS)
+    return events_batch([event_row(e.kind, e.message, e.detail, source=source, ts=e.ts_us) for e in events])

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +32,8 @@ from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
-from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, samples_from_arrays
+from edge.core.component import Emit
+from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, event_row, samples_from_arrays
 from edge.core.envelope import Envelope, batch_id_for
 from edge.core.settings import PipelineSettings
 from ingest.settings import OpcUaSourceSettings
@@ -45,7 +44,6 @@ from ingest.sources.opcua.nodes import NodeName, NodeNameError, Resolver, parse_
 
 log = logging.getLogger("ingest.sources.opcua")
 
-Emit = Callable[[Envelope], Awaitable[None]]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _NAN = math.nan
@@ -413,13 +411,11 @@ class OpcUaSource:
         detail = {"start": _iso(start), "end": _iso(end_us), "start_us": start, "end_us": end_us,
                   "duration_s": round((end_us - start) / 1e6, 3), "cause": self._gap_cause,
                   "endpoint": self.settings.endpoint}
-        self._pending_events.append({
-            "ts": datetime.fromtimestamp(end_us / 1e6, UTC), "kind": str(EventKind.CONNECTION),
-            "source": self.name, "asset": None,
-            "message": f"{self.name}: no data from {self.settings.endpoint} for {detail['duration_s']} s "
-                       f"({self._gap_cause})",
-            "detail": json.dumps(detail),
-        })
+        self._pending_events.append(event_row(
+            EventKind.CONNECTION,
+            f"{self.name}: no data from {self.settings.endpoint} for {detail['duration_s']} s "
+            f"({self._gap_cause})",
+            detail, source=self.name, ts=datetime.fromtimestamp(end_us / 1e6, UTC)))
         log.info("opc-ua data gap closed", extra={"source": self.name, **detail})
 
     # -- batching ------------------------------------------------------------------------------------
