@@ -35,6 +35,8 @@ class Reason(enum.StrEnum):
     TS_PAST = "ts_past"
     DUPLICATE = "duplicate"
     UNMAPPED_TAG = "unmapped_tag"
+    # the process stage: the gate or the contextualizer raised on the batch (the error is the detail)
+    PROCESS_ERROR = "process_error"
 
 
 @dataclass(frozen=True)

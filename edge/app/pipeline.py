@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from contextualize.enrich import Contextualizer
 from contextualize.mes_join import attach_context
 from contextualize.mes_store import MesContextStore
 from edge.app.config import AppConfig
+from edge.app.plugins import HISTORIAN, SINKS, SOURCES, BuildContext
 from edge.core.component import Emit, Role
 from edge.core.datamodel import EventKind, event_row, events_batch
 from edge.core.envelope import Envelope, batch_id_for, join_acks
 from edge.core.metrics import METRICS, Metrics
 from edge.core.stages import TransformStage, queue_emit
 from edge.core.supervisor import Supervisor
+from ingest.deadletter import Reason, dead_letters_from_samples
 from ingest.gate import QualityGate
 
 log = logging.getLogger("edge.app.pipeline")
@@ -116,6 +118,20 @@ class ProcessStep:
                                 acks[1:2] if acks else []))
         return out
 
+    def dead_letter(self, envelope: Envelope, error: Exception) -> list[Envelope]:
+        """A batch the gate or the contextualizer raised on: every row a dead letter with the error as its
+        detail, carrying the batch's acknowledgements, so the source neither stalls nor loses it silently."""
+        if envelope.kind != "samples" or not envelope.num_rows:
+            return [envelope]
+        n = envelope.num_rows
+        detail = f"{type(error).__name__}: {error}"
+        dead = dead_letters_from_samples(envelope.batch, np.ones(n, dtype=bool),
+                                         np.full(n, str(Reason.PROCESS_ERROR), dtype=object), [detail] * n)
+        self.metrics.inc("ingest", "received", n)
+        self.metrics.inc("ingest", "rejected", n, reason=str(Reason.PROCESS_ERROR))
+        return [Envelope("dead_letters", dead, batch_id_for(envelope.batch_id, "dead_letters"),
+                         envelope.acks)]
+
 
 def _concat(batches: Sequence[pa.RecordBatch | None]) -> pa.RecordBatch | None:
     real = [b for b in batches if b is not None and b.num_rows]
@@ -148,6 +164,14 @@ class Pipeline:
     q_infer: asyncio.Queue[Envelope] | None
 
 
+def _section(config: AppConfig, path: str) -> Any:
+    """The config section at a dotted ``path`` (``inference.sparkplug``)."""
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def build_pipeline(
     config: AppConfig,
     *,
@@ -158,9 +182,6 @@ def build_pipeline(
     extra_components: Sequence[Any] = (),
 ) -> Pipeline:
     """Every component of the appliance for ``config``; ``historian_dsn`` and ``broker_url`` override it."""
-    from edge.sinks.historian.sink import HistorianSink
-    from edge.sinks.historian.spool import Spool
-    from edge.sinks.historian.writer import HistorianWriter
 
     metrics = metrics or METRICS
     dsn = historian_dsn or config.historian.dsn
@@ -174,27 +195,18 @@ def build_pipeline(
     events = EventRecorder(queue_emit(q_hist), source=config.box.id)
     supervisor.on_event = lambda kind, message, detail: events.record(kind, message, detail)
     components: dict[str, Any] = {}
+    broker = config.broker.model_copy(update={"url": url})
+    ctx = BuildContext(box_id=config.box.id, historian_dsn=dsn, historian_password=config.historian.password,
+                       broker=broker, pipeline=pl, spool=config.spool, inference=config.inference,
+                       metrics=metrics, on_event=events.record, emit=queue_emit(q_in))
 
     def add(component: Any) -> None:
         components[component.name] = component
         supervisor.add(component)
 
-    # Sources.
-    emit_in = queue_emit(q_in)
-    if config.sources.opcua:
-        from ingest.sources.opcua.source import OpcUaSource
-
-        for s in config.sources.opcua:
-            add(OpcUaSource(s, emit_in, pipeline=pl))
-    if config.sources.mqtt:
-        from ingest.sources.mqtt.source import MqttSource
-
-        for m in config.sources.mqtt:
-            # The cut journal (beside the spool) makes a redelivery after a crash batch as before, so the
-            # historian's ledger recognises what was committed: nothing stored twice.
-            add(MqttSource(m, config.broker.model_copy(update={"url": url}), emit_in,
-                           batch_rows=pl.batch_rows, batch_ms=pl.batch_ms,
-                           cut_journal=m.cut_journal or config.spool.dir / f"{m.name}.cuts"))
+    for source in SOURCES:
+        for settings in getattr(config.sources, source.name):
+            add(source.factory(settings, ctx))
 
     # MES context: intake over MQTT into a store the process step joins against.
     # A stable client id gives the intake a persistent session: MES events sent while it is down arrive later.
@@ -202,12 +214,11 @@ def build_pipeline(
     if config.mes.enabled:
         from contextualize.mes_intake import MesIntake
 
-        add(MesIntake(config.mes, config.broker.model_copy(update={"url": url}), dsn, store=store,
-                      client_id=f"{config.box.id}-mes-intake",
+        add(MesIntake(config.mes, broker, dsn, store=store, client_id=f"{config.box.id}-mes-intake",
                       db_password=config.historian.password.resolve() if config.historian.password else None))
 
     contextualizer = Contextualizer.from_settings(config.assets, config.quality.unmapped,
-                                                context_join=lambda b: attach_context(b, store))
+                                                  context_join=lambda b: attach_context(b, store))
     gate = QualityGate(config.quality, contextualizer.model.raw_valid_ranges())
     step = ProcessStep(gate, contextualizer, metrics)
 
@@ -217,7 +228,7 @@ def build_pipeline(
             # Inference gets the rows, not the acks: delivery is the historian's business.
             await q_infer.put(Envelope("samples", envelope.batch, envelope.batch_id))
 
-    add(TransformStage("process", q_in, step, route))
+    add(TransformStage("process", q_in, step, route, on_error=step.dead_letter))
 
     if q_infer is not None:
         from inference.stage import InferenceStage
@@ -230,38 +241,12 @@ def build_pipeline(
         add(InferenceStage(config.inference, q_infer, emit_inferred))
 
     add(events)
-    from edge.sinks.historian.maintenance import HistorianMaintenance
-
-    add(HistorianMaintenance(dsn, password=config.historian.password,
-                             interval_s=config.historian.maintenance_interval_s, on_event=events.record))
-    writer = HistorianWriter(config.historian, dsn=dsn)
-    spool = Spool(config.spool, metrics=metrics).open()
-    add(HistorianSink(q_hist, writer, spool, write_timeout_s=config.historian.write_timeout_s,
-                      metrics=metrics, on_event=lambda kind, message, detail: events.record(kind, message,
-                                                                                             detail)))
-
-    # Insights for MES, both read from the historian's outbox after commit, each with its own progress:
-    # JSON on the UNS topics (unless Sparkplug replaces it) and, when enabled, a Sparkplug B edge node.
-    sparkplug = config.inference.sparkplug
-    if not sparkplug.enabled or sparkplug.keep_json:
-        from edge.sinks.outbox.publisher import OutboxPublisher
-
-        add(OutboxPublisher(dsn, config.broker.model_copy(update={"url": url}),
-                            password=config.historian.password, metrics=metrics))
-    if sparkplug.enabled:
-        from ingest.codecs.sparkplug.publisher import SparkplugPublisher
-
-        node_id = sparkplug.edge_node_id or re.sub(r"[/+#]", "_", config.box.id)
-        bdseq_file = config.spool.dir / f"sparkplug-{sparkplug.group_id}-{node_id}.bdseq"
-        add(SparkplugPublisher(dsn, config.broker.model_copy(update={"url": url}),
-                               group_id=sparkplug.group_id, edge_node_id=node_id, bdseq_file=bdseq_file,
-                               password=config.historian.password, metrics=metrics,
-                               on_event=lambda kind, message, detail: events.record(kind, message, detail)))
-    if config.metrics.enabled:
-        from edge.core.metrics import MetricsServer
-
-        add(MetricsServer(metrics, listen=config.metrics.listen, state_file=config.metrics.state_file,
-                          state_interval_s=config.metrics.state_interval_s))
+    for component in HISTORIAN.factory(config.historian, ctx, q_hist):
+        add(component)
+    # Insights for MES and the metrics endpoint: each reads committed rows or counters, in its own task.
+    for section, sink in SINKS:
+        for component in sink.factory(_section(config, section), ctx):
+            add(component)
     for component in extra_components:
         add(component)
     events.record(EventKind.SUPERVISOR, "pipeline built", {"components": sorted(components)})

@@ -14,9 +14,13 @@ import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.core.component import EventHook
+    from inference.settings import InferenceSettings
 
 log = logging.getLogger("inference.onnx")
 
@@ -117,3 +121,9 @@ class OnnxRuntime:
 
     def close(self) -> None:
         pass
+
+
+def build(settings: InferenceSettings, pkg: Any, on_event: EventHook | None = None) -> OnnxRuntime:
+    """The runtime table's factory: the package's graph in process, with the configured providers."""
+    return OnnxRuntime(pkg.onnx, providers=settings.providers, intra_op_threads=settings.intra_op_threads,
+                       name=pkg.name)

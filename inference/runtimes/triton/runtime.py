@@ -25,6 +25,7 @@ from inference.runtimes.base import InferenceError, ModelMismatchError, Runtime
 
 if TYPE_CHECKING:
     from inference.packages import ModelPackage
+    from inference.settings import InferenceSettings
 
 log = logging.getLogger("inference.triton")
 
@@ -266,3 +267,13 @@ class TritonRuntime:
             self.client.close()
         except Exception:
             pass
+
+
+def build(settings: InferenceSettings, pkg: Any, on_event: EventHook | None = None) -> TritonRuntime:
+    """The runtime table's factory: the package on Triton, falling back to ONNX Runtime where configured."""
+    from inference.runtimes.onnx.runtime import build as local
+
+    return TritonRuntime(pkg, url=settings.triton_url, protocol=settings.triton_protocol,
+                         timeout_s=settings.triton_timeout_s, retries=settings.triton_retries,
+                         fallback=local(settings, pkg) if settings.triton_fallback_to_onnx else None,
+                         on_event=on_event)

@@ -38,6 +38,7 @@ from edge.core.datamodel import EventKind, Quality, QualityFlag
 from ingest.codecs import CodecEvent, Command, Decoded, RawMessage
 from ingest.codecs.sparkplug import sparkplug_b_pb2
 from ingest.deadletter import Reason
+from ingest.settings import MqttSourceSettings
 
 NAMESPACE = "spBv1.0"
 REBIRTH_METRIC = "Node Control/Rebirth"
@@ -160,6 +161,12 @@ class _Node:
 
 class SparkplugCodec:
     """Sparkplug B host-side decoding. ``clock`` (seconds, monotonic) only paces rebirth requests."""
+
+    @classmethod
+    def from_settings(cls, settings: MqttSourceSettings) -> SparkplugCodec:
+        return cls(tag_template=settings.sparkplug_tag_template,
+                   node_tag_template=settings.sparkplug_node_tag_template,
+                   rebirth_interval_s=settings.sparkplug_rebirth_interval_s)
 
     def __init__(self, *, tag_template: str = "{group}/{node}/{device}/{metric}",
                  node_tag_template: str = "{group}/{node}/{metric}", rebirth_interval_s: float = 5.0,

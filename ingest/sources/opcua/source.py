@@ -32,7 +32,7 @@ from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
-from edge.core.component import Emit
+from edge.core.component import Emit, Role
 from edge.core.datamodel import EVENTS, EventKind, batch_from_rows, event_row, samples_from_arrays
 from edge.core.envelope import Envelope, batch_id_for
 from edge.core.settings import PipelineSettings
@@ -104,7 +104,7 @@ class _BulkSubscription(Subscription):
 class OpcUaSource:
     """Supervisor component (role "source") reading one OPC-UA server into SAMPLES envelopes."""
 
-    role = "source"
+    role: Role = "source"
 
     def __init__(
         self,
