@@ -32,12 +32,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge.app.plugins import MODEL_KINDS, model_kind
+from edge.core.plugins import names as plugin_names
 from inference.features import model_inputs_from_matrix
-from inference.insights import SeverityTracker, build_insights
+from inference.insights import build_insights
 from inference.packages import write_package
 from inference.runtimes.onnx.runtime import OnnxRuntime
+from inference.severity import SeverityTracker
 from inference.stage import window_columns
-from inference.train import TrainingSet, fit
+from inference.train import fit
+from inference.training_set import TrainingSet
 from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
 
 
@@ -50,7 +54,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--features", type=int, default=22)
     ap.add_argument("--rounds", type=int, default=200)
-    ap.add_argument("--kind", default="iforest", choices=["pca", "iforest"])
+    ap.add_argument("--kind", default="iforest", choices=plugin_names(MODEL_KINDS))
     ap.add_argument("--no-triton", action="store_true")
     ap.add_argument("--fresh-context", action="store_true", help="new context dicts every tick")
     ap.add_argument("--breakdown", action="store_true", help="also time the parts of the insight rows")
@@ -65,7 +69,8 @@ def main() -> None:
         return
     rng = np.random.default_rng(0)
     names = [f"s{i // 11}__f{i}" for i in range(args.features)]
-    r = fit(args.kind, TrainingSet(names, rng.normal(size=(2000, args.features)), np.arange(2000)))
+    training = TrainingSet(names, rng.normal(size=(2000, args.features)), np.arange(2000))
+    r = fit(model_kind(args.kind), training)
     rt = OnnxRuntime(r.onnx, providers=["CPUExecutionProvider"], intra_op_threads=1)
     import onnxruntime as ort
 

@@ -47,11 +47,12 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge.app.plugins import make_codec
 from edge.core.envelope import Envelope
 from edge.core.settings import BrokerSettings
 from ingest.codecs import Decoded
 from ingest.codecs.json.codec import JsonCodec
-from ingest.codecs.sparkplug.codec import DataType, make_payload
+from ingest.codecs.sparkplug.payload import DataType, make_payload
 from ingest.settings import MqttSourceSettings
 from ingest.sources.mqtt import MqttSource
 from tests.fixtures.services import MosquittoProcess
@@ -221,10 +222,13 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
                     done.set()
             env.acknowledge()
 
+        custom = variant not in ("default", "noshare") and not variant.startswith("workers")
         if variant.startswith("workers"):
             kw["decode_workers"] = int(variant.removeprefix("workers"))
         elif variant == "noshare":
             kw["decode_workers"] = 1
+        elif custom:  # a codec variant decodes in the network thread (workers build the settings' codec)
+            kw["decode_workers"] = 0
         settings = MqttSourceSettings(
             name="bench",
             topics=[topic],
@@ -235,8 +239,8 @@ def ours(port: int, client_id: str, topic: str, n_samples: int, variant: str = "
             **kw,
         )
         broker = BrokerSettings(url=f"mqtt://127.0.0.1:{port}")  # type: ignore[call-arg]
-        codec = None
-        if variant not in ("default", "noshare") and not variant.startswith("workers"):
+        codec = make_codec(settings)
+        if custom:
             codec = json_codec_class(variant)(
                 topic_pattern=settings.topic_pattern, tag_template=settings.tag_from_topic,
                 value_path=settings.value_path, ts_path=settings.ts_path, quality_path=settings.quality_path,

@@ -37,7 +37,8 @@ from edge.core.envelope import Envelope
 from edge.sinks.historian.admin import init_historian
 from edge.sinks.historian.pgbinary import CopyEncoder
 from edge.sinks.historian.settings import HistorianSettings
-from edge.sinks.historian.writer import TABLES, HistorianWriter, table_columns
+from edge.sinks.historian.tables import TABLES, table_columns
+from edge.sinks.historian.writer import HistorianWriter
 
 DB = "fe_bench_writer"
 COLUMNS = [c.name for c in TABLES["samples"].columns]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -29,6 +29,7 @@ import pyarrow as pa
 from contextualize import units
 from contextualize.settings import AssetSettings, TagMapping
 from contextualize.uns import DEPTH, LEVELS, AssetPath, Level, UnsError, check_segment, measure_topic
+from edge.core.config_layers import key_path as format_loc
 
 Loc = tuple[str | int, ...]
 RELATIVE_LEVELS = LEVELS[2:]  # what an [assets.equipment] key names: area/line/cell/equipment
@@ -40,22 +41,6 @@ class AssetModelError(ValueError):
     def __init__(self, issues: list[tuple[Loc, str]]) -> None:
         self.issues = issues
         super().__init__("\n".join(f"{format_loc(loc)}: {msg}" for loc, msg in issues))
-
-
-def format_loc(loc: Iterable[str | int]) -> str:
-    """A key path as TOML would write it: ``sources.opcua[0].endpoint``, ``assets.tags."line1.x".unit``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if _bare(part) else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out += f".{text}" if out else text
-    return out
-
-
-def _bare(key: str) -> bool:
-    return bool(key) and all(c.isalnum() or c in "_-" for c in key) and key.isascii()
 
 
 @lru_cache(maxsize=1024)

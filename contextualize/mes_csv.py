@@ -85,7 +85,7 @@ def import_csv(conn: Any, path: Path, *, relabel: bool = True, source: str = "cs
     there."""
     from contextualize.mes_intake import apply_event
     from contextualize.mes_relabel import HistorianColumns
-    from contextualize.mes_store import load_store
+    from contextualize.mes_store_sql import load_store
 
     events, errors = read_work_orders(path)
     report = CsvImportReport(rows=len({e.event_id.rsplit(":", 1)[0] for e in events}), errors=errors)

@@ -25,15 +25,9 @@ import psycopg
 
 from contextualize.mes_events import MesEvent, MesEventError, decode_event
 from contextualize.mes_relabel import HistorianColumns, RelabelReport, record_event, relabel
-from contextualize.mes_store import (
-    ContextChange,
-    MesContextStore,
-    ensure_history,
-    history_needed,
-    load_into,
-    log_event,
-    persist,
-)
+from contextualize.mes_store import MesContextStore
+from contextualize.mes_store_sql import ensure_history, history_needed, load_into, log_event, persist
+from contextualize.mes_timeline import ContextChange
 from contextualize.settings import MesSettings
 from edge.core.datamodel import EventKind
 from edge.core.mqtt import connect, make_client

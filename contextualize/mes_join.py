@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contextualize.mes_events import JOIN_KEYS
-from contextualize.mes_store import KeySnapshot, MesContextStore, StoreSnapshot, scope_prefixes
+from contextualize.mes_store import KeySnapshot, MesContextStore, StoreSnapshot
+from contextualize.mes_timeline import scope_prefixes
 from edge.core.datamodel import DICT_STR
 
 

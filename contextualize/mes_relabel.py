@@ -1,6 +1,6 @@
 """Relabel what the historian already holds when MES context changes for a range (a late or corrected event).
 
-For each :class:`~contextualize.mes_store.ContextChange` (scope, key, [start, end), old -> new) the rows of
+For each :class:`~contextualize.mes_timeline.ContextChange` (scope, key, [start, end), old -> new) the rows of
 ``samples`` (by ``ts``) and ``insights`` (by ``window_end``) whose asset lies under that scope and whose
 stored value differs from the store's effective value are updated, and only those. Where a more specific
 scope under the changed one sets the key itself, its assets are relabelled by their own effective value
@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from contextualize.mes_events import JOIN_KEYS, us_to_dt
-from contextualize.mes_store import ContextChange, MesContextStore
+from contextualize.mes_store import MesContextStore
+from contextualize.mes_timeline import ContextChange
 from edge.core.datamodel import EventKind
 
 _SCOPE_SQL = "(asset = %(g)s OR starts_with(asset, %(g)s || '/'))"

@@ -1,10 +1,8 @@
 """The time-versioned MES context store: per scope (an ISA-95 path) and per context key, intervals
-``[valid_from, valid_to)`` with a value, in memory and in the historian table ``mes_context``.
+``[valid_from, valid_to)`` with a value, in memory (the timelines of :mod:`contextualize.mes_timeline`).
 
-In memory each (scope, key) is a timeline of *change points* (time, value or None for "nothing"). Intervals
-are what lies between consecutive points. This makes late events simple: a late event inserts a point in the
-past and the intervals after it re-derive; the store reports exactly which ranges changed value
-(:class:`ContextChange`), which is what the historian relabel needs.
+Every mutation returns the :class:`~contextualize.mes_timeline.ContextChange` list it caused. Reading it
+back from and writing it to the historian table ``mes_context`` is :mod:`contextualize.mes_store_sql`.
 
 Precedence: a sample of equipment ``a/b/c/d/e`` takes each key from the most specific scope among its path
 prefixes that has a value at that time (equipment overrides line overrides area...).
@@ -16,154 +14,13 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import orjson
 
-from contextualize.mes_events import ALL_KEYS, STATE_KEY, MesEvent, MesEventType, dt_to_us, us_to_dt
+from contextualize.mes_events import ALL_KEYS, STATE_KEY, MesEvent, MesEventType
+from contextualize.mes_timeline import ContextChange, Interval, Timeline, diff, scope_prefixes
 
 OPEN = np.iinfo(np.int64).max  # valid_to of an open interval in arrays
-
-
-@dataclass(frozen=True)
-class Interval:
-    scope: str
-    key: str
-    value: str
-    valid_from: int  # us UTC
-    valid_to: int | None  # None: open
-    event_id: str = ""
-
-
-@dataclass(frozen=True)
-class ContextChange:
-    """Over ``[start, end)`` of ``scope`` the value of ``key`` went from ``old`` to ``new``."""
-
-    scope: str
-    key: str
-    start: int
-    end: int | None
-    old: str | None
-    new: str | None
-    event_id: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "scope": self.scope,
-            "key": self.key,
-            "old": self.old,
-            "new": self.new,
-            "event_id": self.event_id,
-            "valid_from": us_to_dt(self.start).isoformat(),
-            "valid_to": None if self.end is None else us_to_dt(self.end).isoformat(),
-        }
-
-
-class _Timeline:
-    """Sorted change points of one (scope, key)."""
-
-    __slots__ = ("events", "ts", "values")
-
-    def __init__(self) -> None:
-        self.ts: list[int] = []
-        self.values: list[str | None] = []
-        self.events: list[str] = []
-
-    def value_at(self, t: int) -> str | None:
-        i = bisect_right(self.ts, t) - 1
-        return self.values[i] if i >= 0 else None
-
-    def event_at(self, t: int) -> str:
-        i = bisect_right(self.ts, t) - 1
-        return self.events[i] if i >= 0 else ""
-
-    def set_point(self, t: int, value: str | None, event_id: str) -> None:
-        i = bisect_left(self.ts, t)
-        if i < len(self.ts) and self.ts[i] == t:
-            self.values[i] = value
-            self.events[i] = event_id
-        else:
-            self.ts.insert(i, t)
-            self.values.insert(i, value)
-            self.events.insert(i, event_id)
-
-    def remove_range(self, a: int, b: int | None) -> None:
-        i = bisect_left(self.ts, a)
-        j = len(self.ts) if b is None else bisect_left(self.ts, b)
-        del self.ts[i:j], self.values[i:j], self.events[i:j]
-
-    def event_min(self, event_id: str) -> int | None:
-        return min((t for t, e in zip(self.ts, self.events, strict=True) if e == event_id), default=None)
-
-    def remove_event(self, event_id: str) -> None:
-        keep = [k for k, e in enumerate(self.events) if e != event_id]
-        self.ts = [self.ts[k] for k in keep]
-        self.values = [self.values[k] for k in keep]
-        self.events = [self.events[k] for k in keep]
-
-    def tail(self, lo: int) -> tuple[str | None, list[int], list[str | None]]:
-        """The value just before ``lo`` and the points at or after it (a copy)."""
-        i = bisect_left(self.ts, lo)
-        before = self.values[i - 1] if i > 0 else None
-        return before, self.ts[i:], self.values[i:]
-
-    def intervals(self, since: int | None = None, merge: bool = True
-                  ) -> list[tuple[int, int | None, str, str]]:
-        """Intervals (start, end or None, value, event id of the start) with a value, ending after ``since``
-        (or all). ``merge``: consecutive points with the same value make one interval."""
-        out: list[tuple[int, int | None, str, str]] = []
-        cur: list[Any] | None = None
-        for t, v, e in zip(self.ts, self.values, self.events, strict=True):
-            if cur is not None:
-                if merge and v == cur[2]:
-                    continue
-                cur[1] = t
-                out.append((cur[0], cur[1], cur[2], cur[3]))
-                cur = None
-            if v is not None:
-                cur = [t, None, v, e]
-        if cur is not None:
-            out.append((cur[0], None, cur[2], cur[3]))
-        if since is not None:
-            out = [iv for iv in out if iv[1] is None or iv[1] >= since]
-        return out
-
-
-def _diff(
-    scope: str,
-    key: str,
-    lo: int,
-    old: tuple[str | None, list[int], list[str | None]],
-    new: tuple[str | None, list[int], list[str | None]],
-    event_id: str,
-) -> list[ContextChange]:
-    """Ranges at or after ``lo`` where the value changed between two tails of the same timeline."""
-    o_before, o_ts, o_vals = old
-    n_before, n_ts, n_vals = new
-    points = sorted({lo, *o_ts, *n_ts})
-    changes: list[ContextChange] = []
-
-    def at(before: str | None, ts: list[int], vals: list[str | None], t: int) -> str | None:
-        i = bisect_right(ts, t) - 1
-        return vals[i] if i >= 0 else before
-
-    pending: list[Any] | None = None
-    for t in points:
-        ov, nv = at(o_before, o_ts, o_vals, t), at(n_before, n_ts, n_vals, t)
-        if ov == nv:
-            if pending is not None:
-                changes.append(ContextChange(scope, key, pending[0], t, pending[1], pending[2], event_id))
-                pending = None
-            continue
-        if pending is not None and (pending[1], pending[2]) == (ov, nv):
-            continue
-        if pending is not None:
-            changes.append(ContextChange(scope, key, pending[0], t, pending[1], pending[2], event_id))
-        pending = [t, ov, nv]
-    if pending is not None:
-        changes.append(ContextChange(scope, key, pending[0], None, pending[1], pending[2], event_id))
-    return changes
 
 
 @dataclass
@@ -184,7 +41,7 @@ class MesContextStore:
     """Thread-safe in-memory store. Mutations return the :class:`ContextChange` list they caused."""
 
     def __init__(self) -> None:
-        self._tl: dict[tuple[str, str], _Timeline] = {}
+        self._tl: dict[tuple[str, str], Timeline] = {}
         self._event_hash: dict[str, str] = {}
         self._event_keys: dict[str, set[tuple[str, str]]] = {}
         self._lock = threading.RLock()
@@ -335,7 +192,7 @@ class MesContextStore:
             self._tl.clear()
             self._horizon = horizon
             for iv in sorted(intervals, key=lambda x: (x.scope, x.key, x.valid_from)):
-                tl = self._tl.setdefault((iv.scope, iv.key), _Timeline())
+                tl = self._tl.setdefault((iv.scope, iv.key), Timeline())
                 if iv.valid_to is not None:  # a following interval that starts there replaces this point
                     tl.set_point(iv.valid_to, None, iv.event_id)
                 tl.set_point(iv.valid_from, iv.value, iv.event_id)
@@ -363,10 +220,10 @@ class MesContextStore:
             self._event_hash[event_id] = content_hash
 
     # ----- internals
-    def _tl_for(self, scope: str, key: str) -> _Timeline:
+    def _tl_for(self, scope: str, key: str) -> Timeline:
         tl = self._tl.get((scope, key))
         if tl is None:
-            tl = self._tl[(scope, key)] = _Timeline()
+            tl = self._tl[(scope, key)] = Timeline()
         return tl
 
     def _touch(self, sk: tuple[str, str], lo: int) -> None:
@@ -432,128 +289,8 @@ class MesContextStore:
     def _commit(self, event_id: str) -> list[ContextChange]:
         changes: list[ContextChange] = []
         for (scope, key), (lo, old) in self._touched.items():
-            changes.extend(_diff(scope, key, lo, old, self._tl[(scope, key)].tail(lo), event_id))
+            changes.extend(diff(scope, key, lo, old, self._tl[(scope, key)].tail(lo), event_id))
         self._touched.clear()
         if changes:
             self._version += 1
         return changes
-
-
-def scope_prefixes(asset: str) -> list[str]:
-    """``a/b/c`` -> ``["a/b/c", "a/b", "a"]`` (most specific first)."""
-    parts = asset.strip("/").split("/")
-    return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
-
-
-# ----- the historian side ----------------------------------------------------------------------------------
-
-
-def load_store(conn: Any, history_days: float = 30.0) -> MesContextStore:
-    """A store with the open intervals and those that ended within ``history_days``, read from ``mes_context``
-    (psycopg connection), and the ids of recent events (so redeliveries after a restart change nothing)."""
-    store = MesContextStore()
-    load_into(conn, store, history_days)
-    return store
-
-
-def load_into(conn: Any, store: MesContextStore, history_days: float = 30.0) -> int:
-    """Replace what ``store`` holds with the intervals in ``mes_context`` (see :func:`load_store`); returns
-    how many intervals were loaded."""
-    row = conn.execute("SELECT now() - make_interval(secs => %s)", (history_days * 86400.0,)).fetchone()
-    horizon = row[0]
-    rows = conn.execute(
-        "SELECT scope, key, value, valid_from, valid_to, coalesce(source_event, '') FROM mes_context "
-        "WHERE valid_to IS NULL OR valid_to >= %s",
-        (horizon,),
-    ).fetchall()
-    store.load((_interval(r) for r in rows), horizon=dt_to_us(horizon))
-    for eid, h in conn.execute(
-        "SELECT event_id, content_hash FROM mes_event_log WHERE ts >= now() - make_interval(secs => %s)",
-        (history_days * 86400.0,),
-    ).fetchall():
-        store.remember_event(eid, h)
-    return len(rows)
-
-
-def _interval(r: Sequence[Any]) -> Interval:
-    return Interval(r[0], r[1], r[2], dt_to_us(r[3]), None if r[4] is None else dt_to_us(r[4]), r[5])
-
-
-def ensure_history(conn: Any, store: MesContextStore, since_us: int) -> int:
-    """Make sure the store holds every interval that ends at or after ``since_us`` (a late event older than
-    the history loaded at start), reading the missing ones from ``mes_context``. Returns how many."""
-    horizon = store.horizon
-    if horizon is None or since_us >= horizon:
-        return 0
-    rows = conn.execute(
-        "SELECT scope, key, value, valid_from, valid_to, coalesce(source_event, '') FROM mes_context "
-        "WHERE valid_to IS NOT NULL AND valid_to >= %s AND valid_to < %s",
-        (us_to_dt(since_us), us_to_dt(horizon)),
-    ).fetchall()
-    store.add_history((_interval(r) for r in rows), since_us)
-    return len(rows)
-
-
-def history_needed(conn: Any, ev: MesEvent) -> int:
-    """How far back an event reaches: its time, or for a correction the first start of its work order."""
-    if ev.type is not MesEventType.CORRECTION:
-        return ev.ts_us
-    row = conn.execute(
-        "SELECT min(valid_from) FROM mes_context WHERE scope = %s AND key = 'work_order' AND value = %s",
-        (ev.scope, ev.work_order),
-    ).fetchone()
-    return ev.ts_us if row is None or row[0] is None else min(ev.ts_us, dt_to_us(row[0]))
-
-
-def persist(conn: Any, store: MesContextStore, changes: Sequence[ContextChange]) -> int:
-    """Rewrite the rows of ``mes_context`` that ``changes`` touched (in the caller's transaction)."""
-    lows: dict[tuple[str, str], int] = {}
-    for c in changes:
-        sk = (c.scope, c.key)
-        lows[sk] = min(lows.get(sk, c.start), c.start)
-    written = 0
-    for (scope, key), lo in lows.items():
-        ivs = store.intervals(scope, key, since=lo)
-        since = min([lo, *(iv.valid_from for iv in ivs)])
-        conn.execute(
-            "DELETE FROM mes_context WHERE scope = %s AND key = %s AND (valid_to IS NULL OR valid_to >= %s)",
-            (scope, key, us_to_dt(since)),
-        )
-        if ivs:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO mes_context (scope, key, value, valid_from, valid_to, recorded_at, "
-                    "source_event) VALUES (%s, %s, %s, %s, %s, now(), %s)",
-                    [
-                        (
-                            iv.scope,
-                            iv.key,
-                            iv.value,
-                            us_to_dt(iv.valid_from),
-                            None if iv.valid_to is None else us_to_dt(iv.valid_to),
-                            iv.event_id or None,
-                        )
-                        for iv in ivs
-                    ],
-                )
-            written += len(ivs)
-    return written
-
-
-def log_event(conn: Any, ev: MesEvent, source: str) -> None:
-    """Keep the decoded event (idempotency across restarts, and the trail of what the MES said)."""
-    conn.execute(
-        "INSERT INTO mes_event_log (event_id, ts, scope, type, content_hash, body, source) "
-        "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s) ON CONFLICT (event_id) DO UPDATE SET ts = excluded.ts, "
-        "scope = excluded.scope, type = excluded.type, content_hash = excluded.content_hash, "
-        "body = excluded.body, received_at = now(), source = excluded.source",
-        (
-            ev.event_id,
-            ev.ts,
-            ev.scope,
-            str(ev.type),
-            ev.content_hash(),
-            orjson.dumps(ev.to_json()).decode(),
-            source,
-        ),
-    )

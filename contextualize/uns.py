@@ -19,11 +19,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.core.datamodel import EVENTS_TOPIC_LEVEL, INSIGHTS_TOPIC_LEVEL
+
 LEVELS: tuple[str, ...] = ("enterprise", "site", "area", "line", "cell", "equipment")
 Level = Literal["enterprise", "site", "area", "line", "cell", "equipment"]
 DEPTH = len(LEVELS)
-INSIGHTS = "_insights"
-EVENTS = "_events"
+INSIGHTS = INSIGHTS_TOPIC_LEVEL
+EVENTS = EVENTS_TOPIC_LEVEL
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 

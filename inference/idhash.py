@@ -1,17 +1,18 @@
-"""``insight_id`` for many rows at once: BLAKE2b-128 (RFC 7693, no key, digest size 16) written with
-Numba, over the same bytes as ``inference.insights.insight_id`` (model, version, asset, window start, window
-end, each followed by 0x1f; the integers in decimal), the hex digests laid out as one Arrow string column.
-Checked against ``hashlib`` in ``tests/inference/test_insights_ids.py``.
+"""Insight ids: ``insight_id`` (hashlib, one row: the reference) and the same for many rows at once,
+BLAKE2b-128 (RFC 7693, no key, digest size 16) written with Numba, over the same bytes (model, version,
+asset, window start, window end, each followed by 0x1f; the integers in decimal), the hex digests laid out
+as one Arrow string column. Checked against ``hashlib`` in ``tests/inference/test_insights_ids.py``.
 
 The compression function is unrolled (12 rounds x 8 mixes with the message schedule as literal word
 numbers, generated from RFC 7693's SIGMA table), so the 16 state words and 16 message words stay in
-registers: about 3x faster than the loop over an index table. The message words are read as little-endian
+registers, which is much faster than the loop over an index table. The message words are read as little-endian
 uint64 from the byte buffer (as RFC 7693 defines them), which needs a little-endian machine (checked at
-import). ``hash_rows_into`` is also called by ``inference.insights``' fused row kernel.
+import). ``hash_rows_into`` is also called by the fused row kernel (``inference.insight_kernel``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from typing import Any
 
@@ -256,6 +257,17 @@ def string_buffers(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     off = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset: arr.offset + len(arr) + 1].astype(np.int64)
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
     return data, off
+
+
+_SEP = b"\x1f"
+
+
+def insight_id(model: str, version: str, asset: str, window_start_us: int, window_end_us: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in (model, version, asset, str(int(window_start_us)), str(int(window_end_us))):
+        h.update(part.encode())
+        h.update(_SEP)
+    return h.hexdigest()
 
 
 def id_prefix(model: str, version: str) -> np.ndarray:

@@ -287,8 +287,8 @@ def is_pow2(n: int) -> bool:
 
 def spectral_rows(x: np.ndarray, fs: float, n_bands: int, *, use_numba_fft: bool | None = None) -> np.ndarray:
     """Spectral features of each row: (rows, n_bands + 2). By default numpy's real FFT outside numba, then
-    the numba reduction: measured faster than the numba radix-2 complex FFT (bench/bench_features.py, 2,000
-    x 1,024: 78 ms against 121 ms). ``use_numba_fft=True`` selects the numba FFT (power-of-two n only)."""
+    the numba reduction: measured faster than the numba radix-2 complex FFT (bench/bench_features.py).
+    ``use_numba_fft=True`` selects the numba FFT (power-of-two n only)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     rows, n = x.shape
     if n < 2:

@@ -25,10 +25,8 @@ and its own Envelopes carry no acks, except the audit one (above).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,87 +38,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from edge.core.component import Emit, EventHook
+from edge.core.component import Emit
 from edge.core.datamodel import WINDOW_MISSING_FEATURE
 from edge.core.envelope import Envelope, batch_id_for
+from inference.deploy import DeployedModel, RuntimeFactory, load_models
 from inference.settings import InferenceSettings
+from inference.stage_events import events_batch, runtime_events
+from inference.warmup import warm_up
 from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
 
 log = logging.getLogger("inference.stage")
 
-
-
-@dataclass
-class DeployedModel:
-    """A loaded package and the runtime that scores it."""
-
-    package: Any  # inference.packages.ModelPackage
-    runtime: Any  # inference.runtimes.base.Runtime
-    assets: frozenset[str] = frozenset()  # empty: every equipment
-
-    @property
-    def name(self) -> str:
-        return str(self.package.name)
-
-
-def make_runtime(
-    settings: InferenceSettings, pkg: Any, on_event: EventHook | None = None
-) -> Any:
-    """The runtime the settings ask for: ONNX Runtime in process, or Triton (maybe with ONNX fallback)."""
-    from inference.runtimes.onnx.runtime import OnnxRuntime
-
-    def local() -> OnnxRuntime:
-        return OnnxRuntime(
-            pkg.onnx, providers=settings.providers, intra_op_threads=settings.intra_op_threads, name=pkg.name
-        )
-
-    if settings.runtime == "onnx":
-        return local()
-    from inference.runtimes.triton.runtime import TritonRuntime
-
-    return TritonRuntime(
-        pkg,
-        url=settings.triton_url,
-        protocol=settings.triton_protocol,
-        timeout_s=settings.triton_timeout_s,
-        retries=settings.triton_retries,
-        fallback=local() if settings.triton_fallback_to_onnx else None,
-        on_event=on_event,
-    )
-
-
-def check_window(pkg: Any, settings: InferenceSettings) -> None:
-    """The features a model was trained on mean the same only with the same window length and grid."""
-    from inference.packages import PackageError
-
-    w = pkg.manifest.get("window") or {}
-    for key in ("window_s", "grid_hz", "n_bands"):
-        if key in w and float(w[key]) != float(getattr(settings, key)):
-            raise PackageError(
-                f"model {pkg.name} v{pkg.version} was trained with {key}={w[key]} but the "
-                f"pipeline runs {key}={getattr(settings, key)}"
-            )
-
-
-def load_models(
-    settings: InferenceSettings,
-    on_event: EventHook | None = None,
-) -> list[DeployedModel]:
-    """The promoted version of every model (or of ``settings.models``) in the registry, with runtimes."""
-    from inference.packages import Registry
-
-    reg = Registry(settings.models_dir)
-    names = settings.models or list(reg.current())
-    out = []
-    for name in names:
-        pkg = reg.package(name)
-        check_window(pkg, settings)
-        out.append(
-            DeployedModel(
-                pkg, make_runtime(settings, pkg, on_event), frozenset(pkg.manifest.get("assets") or ())
-            )
-        )
-    return out
+__all__ = ["DeployedModel", "InferenceStage", "TickResult", "warm_up", "window_columns"]
 
 
 @dataclass
@@ -140,15 +69,17 @@ class InferenceStage:
         emit: Emit,
         *,
         models: Sequence[DeployedModel] | None = None,
+        make_runtime: RuntimeFactory | None = None,
         name: str = "inference",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``models``: deployed models; None loads the promoted ones from ``settings.models_dir``.
+        """``models``: deployed models; None loads the promoted ones from ``settings.models_dir``, each with
+        the runtime ``make_runtime`` (required then) builds for it.
         ``emit`` is called (and awaited if it returns an awaitable) with each output Envelope.
         ``clock`` gives wall time in seconds (for closing the windows of equipment that went quiet)."""
         from inference.drift import DriftMonitor
         from inference.features import FeatureExtractor
-        from inference.insights import SeverityTracker
+        from inference.severity import SeverityTracker
 
         self.name = name
         self.settings = settings
@@ -156,7 +87,11 @@ class InferenceStage:
         self.emit = emit
         self.clock = clock
         self._events: list[tuple[str, str, dict[str, Any]]] = []
-        self.models = list(models) if models is not None else load_models(settings, self._on_event)
+        if models is None:
+            if make_runtime is None:
+                raise TypeError("InferenceStage needs models or a make_runtime to load them with")
+            models = load_models(settings, self._on_event, make_runtime=make_runtime)
+        self.models = list(models)
         self.windower = Windower(WindowSpec.from_settings(settings))
         self.extractor = FeatureExtractor(
             settings.grid_hz, settings.spectral_signals, settings.n_bands, settings.feature_threads
@@ -194,31 +129,7 @@ class InferenceStage:
 
     def runtime_events(self) -> list[tuple[str, str, dict[str, Any]]]:
         """One ``runtime`` event per deployed model: what runs it, where (providers), for which equipment."""
-        out = []
-        for m in self.models:
-            rt = m.runtime.describe()
-            fallback = rt.get("fallback") or {}
-            in_use = rt.get("providers_in_use")
-            if in_use is None:
-                in_use = fallback.get("providers_in_use", []) if rt.get("using_fallback") else []
-            detail: dict[str, Any] = {
-                "model": m.name,
-                "version": str(m.package.version),
-                "sha256": m.package.sha256,
-                "runtime": rt.get("runtime", type(m.runtime).__name__),
-                "providers_requested": rt.get("providers_requested", fallback.get("providers_requested", [])),
-                "providers_in_use": in_use,
-                "asset_scope": sorted(m.assets),  # empty: every equipment
-            }
-            if "using_fallback" in rt:
-                detail["using_fallback"] = bool(rt["using_fallback"])
-            where = ", ".join(in_use) if in_use else "remote"
-            scope = f"{len(m.assets)} equipment" if m.assets else "all equipment"
-            out.append(
-                ("runtime", f"model {m.name} v{m.package.version} on {detail['runtime']} ({where}), {scope}",
-                 detail)
-            )
-        return out
+        return runtime_events(self.models)
 
     def _audit_marker(self) -> Path:
         return Path(self.settings.models_dir) / "audit.emitted"
@@ -240,7 +151,7 @@ class InferenceStage:
         """Runtime events of the deployed models, then the registry audit entries not emitted yet."""
         from inference.packages import audit_batch
 
-        events = self.runtime_events()
+        events = runtime_events(self.models)
         if events:
             started = datetime.now(UTC).isoformat()
             ids = [(d["model"], d["version"], d["runtime"]) for _, _, d in events]
@@ -291,8 +202,8 @@ class InferenceStage:
 
     async def _accept_queued(self, envs: list[Envelope], most: int = 64) -> None:
         """Window ``envs`` and the Envelopes queued behind them (up to ``most`` in all), in queue order, in
-        a worker thread: ``Windower.add`` costs tens of ms for 10k samples of 256 equipment (BENCHMARKS.md),
-        which must not stall the sources and sinks sharing the event loop."""
+        a worker thread: ``Windower.add`` of many equipment's samples must not stall the sources and sinks
+        sharing the event loop."""
         while len(envs) < most:
             try:
                 envs.append(self.inbox.get_nowait())
@@ -321,8 +232,8 @@ class InferenceStage:
     async def tick(self, now_us: int | None = None) -> TickResult:
         """Close ready windows, featurize and score them, and emit the results."""
         now = now_us if now_us is not None else int(self.clock() * 1e6)
-        # closing windows (grid filling per window) takes tens to hundreds of ms with many equipment: in a
-        # worker thread, one at a time with ``add`` (the lock), so the event loop stays free
+        # closing windows (grid filling per window) is heavy with many equipment: in a worker thread, one
+        # at a time with ``add`` (the lock), so the event loop stays free
         async with self._windowing:
             windows = await asyncio.to_thread(self.windower.ready, now)
         self.stats["ticks"] += 1
@@ -427,44 +338,3 @@ def window_columns(
     return assets, starts, ends, list(map(attrgetter("context"), windows))
 
 
-async def warm_up() -> None:
-    """Compile the Numba kernels the stage runs without stalling this process: a child process compiles
-    them into Numba's on-disk cache (on a cold cache that takes tens of seconds of CPU here, which in this
-    process would hold the GIL that the sources and sinks need), then this process loads them from the cache
-    in a worker thread (about a second). Without a writable cache the load compiles here as before."""
-    t0 = time.monotonic()
-    try:
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from inference.stage import compile_kernels; compile_kernels()",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            await child.wait()
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            raise
-    except OSError:
-        log.warning("cannot compile the kernels in a child process; compiling here", exc_info=True)
-    await asyncio.to_thread(compile_kernels)
-    log.info("inference kernels ready", extra={"seconds": round(time.monotonic() - t0, 2)})
-
-
-def compile_kernels() -> None:
-    """Compile (or load from Numba's cache) the feature and insight kernels with the stage's types."""
-    from inference.insights import warm_up as warm_up_insights
-    from inference.kernels import warm_up as warm_up_features
-
-    with contextlib.suppress(Exception):
-        warm_up_features()
-        warm_up_insights()
-
-
-def events_batch(events: Sequence[tuple[str, str, dict[str, Any]]], source: str) -> pa.RecordBatch:
-    from edge.core.datamodel import event_row
-    from edge.core.datamodel import events_batch as to_batch
-
-    now = datetime.now(UTC)
-    return to_batch([event_row(kind, msg, detail, source=source, asset=detail.get("asset"), ts=now)
-                     for kind, msg, detail in events])

@@ -60,7 +60,7 @@ class MqttSourceSettings(Section):
     ts_path: str = "ts"
     quality_path: str | None = "quality"
     samples_path: str | None = None  # a list of samples in one message
-    # (MQTT engineer) session, batching, JSON topic pattern and Sparkplug B host settings.
+    # Session, batching, JSON topic pattern and Sparkplug B host settings.
     client_id: str | None = None  # default "fe-<name>"; stable, so a persistent session survives restarts
     protocol: Literal["5", "3.1.1"] | None = None  # default: the [broker] section
     clean_start: bool = False  # False + session expiry: a persistent session (QoS 1 kept while away)
@@ -79,11 +79,10 @@ class MqttSourceSettings(Section):
     decode_workers: int | None = Field(
         default=None, ge=0, le=8,
         description="JSON codec: worker processes that decode payloads off the network thread (0 = decode "
-        "in the network thread). Default (unset): 1 on a host with 2 or more cores, else 0. Measured on the "
-        "2-core box, same run, as a share of a bare paho subscriber's rate: batched JSON (100 samples a "
-        "message) 0.41 in the thread, 0.58 with one worker; single-sample JSON 0.79 and 0.84 (CPU: 0.79 "
-        "and 0.76; BENCHMARKS.md, MQTT). More workers than spare cores do not help. The Sparkplug codec "
-        "always decodes in the network thread.",
+        "in the network thread). Default (unset): 1 on a host with 2 or more cores, else 0. The network "
+        "thread runs paho and, without a worker, the codec too; a worker moves the decoding to another core, "
+        "which matters most for batched payloads. More workers than spare cores do not help. The Sparkplug "
+        "codec keeps per-node state and always decodes in the network thread.",
     )
 
 

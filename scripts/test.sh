@@ -13,5 +13,7 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contract"
+.venv/bin/lint-imports
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -1,58 +1,68 @@
 """The Factory Edge terminal UI: ``EdgeTui(source)``, run by ``edge tui``.
 
 Screens are Textual modes (1 overview, 2 insights, 3 models, 4 health); the equipment view is pushed over
-the overview. Every read goes through a :class:`tui.data.DataSource` in workers; the only write is operator
-feedback. ``clock`` is injectable so snapshots are deterministic.
+the overview. Every read goes through a :class:`tui.data_source.DataSource` in workers; the only write is
+operator feedback. ``clock`` is injectable so snapshots are deterministic.
+
+Screens get a :class:`tui.context.ScreenContext` and talk back only through messages (:mod:`tui.messages`);
+the connection state is the reactive ``link``, which every status bar watches.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.reactive import reactive
 
-from tui.data import DataSource, Unavailable
+from tui.context import ScreenContext
+from tui.data_source import DataSource, Unavailable
 from tui.feedback import default_operator, validate
+from tui.link_state import LinkState
+from tui.messages import FeedbackRequested, HistorianAnswered, HistorianDown, HistorianRefused, OpenEquipment
 from tui.models import Clock, Feedback, FeedbackAction, InsightRow, system_clock
 from tui.screens.base import EdgeScreen
 from tui.screens.equipment import EquipmentScreen
 from tui.screens.health import HealthScreen
-from tui.screens.help import HelpScreen
+from tui.screens.help import HelpScreen, HelpSection, as_bindings, screen_section
 from tui.screens.insights import InsightsScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.overview import OverviewScreen
 from tui.widgets.feedback_dialog import FeedbackDialog
-from tui.widgets.status import StatusBar
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+
+# key -> mode -> screen; the key bindings, the modes and the help screen are all made from this
+MODE_SCREENS: tuple[tuple[str, str, type[EdgeScreen]], ...] = (
+    ("1", "overview", OverviewScreen),
+    ("2", "insights", InsightsScreen),
+    ("3", "models", ModelsScreen),
+    ("4", "health", HealthScreen),
+)
+PUSHED_SCREENS: tuple[tuple[str, type[EdgeScreen]], ...] = (("enter on overview", EquipmentScreen),)
 
 
 class EdgeTui(App[None]):
     TITLE = "Factory Edge"
     CSS_PATH = "styles/app.tcss"
-    MODES: ClassVar[dict[str, Any]] = {
-        "overview": OverviewScreen,
-        "insights": InsightsScreen,
-        "models": ModelsScreen,
-        "health": HealthScreen,
-    }
     DEFAULT_MODE = "overview"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_mode('overview')", "Overview"),
-        Binding("2", "switch_mode('insights')", "Insights"),
-        Binding("3", "switch_mode('models')", "Models"),
-        Binding("4", "switch_mode('health')", "Health"),
-        Binding("question_mark", "help", "Help"),
-        Binding("r", "refresh_now", "Refresh", show=False),
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
-        Binding("q", "quit", "Quit"),
+        *(Binding(key, f"switch_mode('{mode}')", screen.LABEL) for key, mode, screen in MODE_SCREENS),
+        Binding("question_mark", "help", "Help", tooltip="this help (esc or ? closes it)"),
+        Binding("r", "refresh_now", "Refresh", show=False, tooltip="refresh now"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="light / dark theme"),
+        Binding("q", "quit", "Quit", tooltip="quit"),
     ]
+
+    link: reactive[LinkState] = reactive(LinkState)
 
     def __init__(
         self,
@@ -69,80 +79,89 @@ class EdgeTui(App[None]):
     ) -> None:
         super().__init__()
         self.source = source
-        self.clock = clock
+        self.ctx = ScreenContext(source, clock, poll_s, mqtt_url, metrics_url, stats_file)
         self.operator = operator or default_operator()
-        self.poll_s = poll_s
-        self.mqtt_url = mqtt_url
-        self.stats_file = stats_file
-        self.metrics_url = metrics_url
         self.dsn_label = dsn_label
-        self.connected = False
-        self.last_error: str | None = "connecting"
-        self.updated: datetime | None = None
-        self.broker_state = "unknown"
         self._last_query_error: str | None = None
         self.feedback_saved = 0  # count of feedback rows written (tests wait on it)
         self.theme = THEMES.get(theme, theme)
+        self.set_reactive(EdgeTui.link, LinkState(broker="unknown" if mqtt_url is not None else None,
+                                                  operator=self.operator))
+        for _, mode, screen in MODE_SCREENS:
+            self.add_mode(mode, partial(screen, self.ctx))
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self.link.error
 
     def now(self) -> datetime:
-        return self.clock()
+        return self.ctx.now()
 
     def on_mount(self) -> None:
         self.sub_title = self.dsn_label
-        if self.mqtt_url is not None:
+        if self.ctx.mqtt_url is not None:
             self.probe_broker()
-            self.set_interval(max(5.0, self.poll_s), self.probe_broker)
+            self.set_interval(max(5.0, self.ctx.poll_s), self.probe_broker)
 
     async def on_unmount(self) -> None:
         await self.source.close()
 
-    # --- connection state ------------------------------------------------------------------------------
+    # --- connection state: what the screens report -----------------------------------------------------
 
-    def note_ok(self) -> None:
-        self.connected = True
-        self.last_error = None
+    @on(HistorianAnswered)
+    def _answered(self) -> None:
         self._last_query_error = None
-        self.updated = self.now()
+        self.link = replace(self.link, connected=True, error=None, updated=self.now())
 
-    def note_down(self, error: str) -> None:
-        self.connected = False
-        self.last_error = error
+    @on(HistorianDown)
+    def _down(self, message: HistorianDown) -> None:
+        self.link = replace(self.link, connected=False, error=message.reason)
 
-    def note_query_error(self, error: str) -> None:
+    @on(HistorianRefused)
+    def _refused(self, message: HistorianRefused) -> None:
         """Connected, but the historian refused a read (schema not there yet, a permission): say it once."""
-        self.connected = True
-        self.last_error = None
-        if error != self._last_query_error:
-            self.notify(f"historian: {error}", severity="error", timeout=10)
-        self._last_query_error = error
-
-    def render_status(self, bar: StatusBar) -> None:
-        bar.show(connected=self.connected, error=self.last_error,
-                 broker=self.broker_state if self.mqtt_url is not None else None,
-                 updated=self.updated, operator=self.operator)
+        self.link = replace(self.link, connected=True, error=None)
+        if message.reason != self._last_query_error:
+            self.notify(f"historian: {message.reason}", severity="error", timeout=10)
+        self._last_query_error = message.reason
 
     @work(group="broker", exclusive=True, exit_on_error=False)
     async def probe_broker(self) -> None:
         """Is the MQTT broker reachable? A TCP connect bounded by one second, in a worker."""
         from edge.core.mqtt import BrokerAddress
 
-        assert self.mqtt_url is not None
+        assert self.ctx.mqtt_url is not None
         try:
-            address = BrokerAddress.parse(self.mqtt_url)
+            address = BrokerAddress.parse(self.ctx.mqtt_url)
             _, writer = await asyncio.wait_for(asyncio.open_connection(address.host, address.port), 1.0)
             writer.close()
-            self.broker_state = "up"
+            state = "up"
         except (OSError, TimeoutError, ValueError):
-            self.broker_state = "down"
+            state = "down"
+        self.link = replace(self.link, broker=state)
 
     # --- navigation ------------------------------------------------------------------------------------
 
+    @on(OpenEquipment)
+    def _open_equipment(self, message: OpenEquipment) -> None:
+        self.open_equipment(message.asset)
+
     def open_equipment(self, asset: str) -> None:
-        self.push_screen(EquipmentScreen(asset))
+        self.push_screen(EquipmentScreen(self.ctx, asset))
+
+    def help_sections(self) -> list[HelpSection]:
+        sections = [HelpSection("Everywhere", "", as_bindings(self.BINDINGS))]
+        sections.extend(screen_section(screen, key) for key, _, screen in MODE_SCREENS)
+        sections.extend(screen_section(screen, how) for how, screen in PUSHED_SCREENS)
+        return sections
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.help_sections()))
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
@@ -152,6 +171,10 @@ class EdgeTui(App[None]):
             self.screen.poll()
 
     # --- the one write ---------------------------------------------------------------------------------
+
+    @on(FeedbackRequested)
+    def _feedback_requested(self, message: FeedbackRequested) -> None:
+        self.give_feedback(message.insight, message.action, after=self.action_refresh_now)
 
     def give_feedback(self, insight: InsightRow, action: FeedbackAction,
                       after: Callable[[], None] | None = None) -> None:

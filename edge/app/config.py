@@ -11,15 +11,10 @@ errors.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
-import re
-import tomllib
-import types
-import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,13 +22,25 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from contextualize.settings import AssetSettings, MesSettings
+from edge.core.config_layers import (
+    NAME,
+    ConfigError,
+    Loc,
+    describe_error,
+    format_loc,
+    merge_layer,
+    missing_secrets,
+    read_toml,
+    redacted,
+    secret_refs,
+    where_set,
+)
 from edge.core.settings import (
     BoxSettings,
     BrokerSettings,
     LogSettings,
     MetricsSettings,
     PipelineSettings,
-    SecretRef,
     Section,
     SpoolSettings,
 )
@@ -41,7 +48,12 @@ from edge.sinks.historian.settings import HistorianSettings
 from inference.settings import InferenceSettings
 from ingest.settings import QualitySettings, SourcesSettings
 
-Loc = tuple[str | int, ...]
+# Re-exported: the commands and tests meet config errors and secrets through this module.
+__all__ = ["CHECKS", "WARNING_CHECKS", "AppConfig", "ConfigError", "LoadedConfig", "default_config_dir",
+           "format_loc", "json_schema", "known_boxes", "known_sites", "layer_paths", "load_config",
+           "load_config_dict", "load_config_file", "missing_secrets", "redacted", "register_check",
+           "schema_text", "secret_refs"]
+
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -65,14 +77,6 @@ class AppConfig(Section):
     pipeline: PipelineSettings = _defaults(PipelineSettings)
     spool: SpoolSettings = _defaults(SpoolSettings)
     metrics: MetricsSettings = _defaults(MetricsSettings)
-
-
-class ConfigError(Exception):
-    """A config that cannot be used. ``problems`` holds one line per problem: file, key path, expectation."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 # Semantic checks run after the typed validation: each returns (key path, problem) pairs.
@@ -140,7 +144,7 @@ def default_config_dir() -> Path:
     env = os.environ.get("FE_CONFIG_DIR")
     if env:
         return Path(env)
-    beside_checkout = Path(__file__).resolve().parents[1] / "firmware-config"  # editable install
+    beside_checkout = Path(__file__).resolve().parents[2] / "firmware-config"  # editable install
     return beside_checkout if beside_checkout.is_dir() else local
 
 
@@ -162,23 +166,23 @@ def layer_paths(config_dir: Path, box: str | None) -> list[Path]:
     layers = [base]
     if box is None:
         return layers
-    if not _NAME.match(box):
+    if not NAME.match(box):
         raise ConfigError([f"{box!r}: not a box name (letters, digits, '-', '_', '.'; no path)"])
     box_file = config_dir / "boxes" / f"{box}.toml"
     if not box_file.is_file():
         known = known_boxes(config_dir)
         raise ConfigError([f"{box_file}: no such box (known boxes: {', '.join(known) or 'none'})"])
-    box_doc = _read_toml(box_file)
+    box_doc = read_toml(box_file)
     box_table = box_doc.get("box", {})
     site = box_table.get("site") if isinstance(box_table, dict) else None
     if site is None:
-        base_box = _read_toml(base).get("box", {})
+        base_box = read_toml(base).get("box", {})
         site = base_box.get("site") if isinstance(base_box, dict) else None
     if site is None:
         sites = ", ".join(known_sites(config_dir)) or "none"
         raise ConfigError([f"{box_file}: box.site: required key is missing: name the site this box "
                            f"belongs to (known sites: {sites})"])
-    if not isinstance(site, str) or not _NAME.match(site):
+    if not isinstance(site, str) or not NAME.match(site):
         raise ConfigError([f"{box_file}: box.site: expected the name of a file in sites/ (got {site!r})"])
     site_file = config_dir / "sites" / f"{site}.toml"
     if not site_file.is_file():
@@ -200,18 +204,18 @@ def load_config(config_dir: Path | None = None, box: str | None = None) -> Loade
     merged: dict[str, Any] = {}
     origin: dict[tuple[str, ...], Path] = {}
     for path in layers:
-        doc = _read_toml(path)
+        doc = read_toml(path)
         if path.parent.name == "assets":
             extra = sorted(k for k in doc if k != "assets")
             if extra:
                 raise ConfigError([f"{path}: {k}: only the [assets] table belongs in an asset file"
                                    for k in extra])
-        _merge(merged, doc, path, (), origin)
+        merge_layer(merged, doc, path, (), origin)
     if box is not None and isinstance(merged.get("box"), dict) and "id" not in merged["box"]:
         merged["box"]["id"] = box  # a box is called by its file name unless it says otherwise
         origin[("box", "id")] = layers[-1]
     config = _validate(merged, origin, layers)
-    warnings = [f"{_where(loc, origin, layers)}: {format_loc(loc)}: {msg}"
+    warnings = [f"{where_set(loc, origin, layers)}: {format_loc(loc)}: {msg}"
                 for check in WARNING_CHECKS for loc, msg in check(config)]
     return LoadedConfig(config=config, layers=layers, merged=merged, origin=origin, warnings=warnings)
 
@@ -220,7 +224,7 @@ def load_config_file(path: Path) -> AppConfig:
     """Validate one standalone TOML file (tests, demo, ad-hoc runs)."""
     origin: dict[tuple[str, ...], Path] = {}
     merged: dict[str, Any] = {}
-    _merge(merged, _read_toml(path), path, (), origin)
+    merge_layer(merged, read_toml(path), path, (), origin)
     return _validate(merged, origin, [path])
 
 
@@ -228,7 +232,7 @@ def load_config_dict(data: dict[str, Any], name: str = "<config>") -> AppConfig:
     """Validate a config given as a dict (as a TOML file would hold it); errors name ``name``."""
     origin: dict[tuple[str, ...], Path] = {}
     merged: dict[str, Any] = {}
-    _merge(merged, data, Path(name), (), origin)
+    merge_layer(merged, data, Path(name), (), origin)
     return _validate(merged, origin, [Path(name)])
 
 
@@ -236,262 +240,15 @@ def _validate(merged: dict[str, Any], origin: dict[tuple[str, ...], Path], layer
     try:
         config = AppConfig.model_validate(merged)
     except ValidationError as exc:
-        problems = [_describe(err, origin, layers) for err in exc.errors()]
+        problems = [describe_error(err, origin, layers, AppConfig) for err in exc.errors()]
         raise ConfigError(list(dict.fromkeys(problems))) from None
     problems = []
     for check in CHECKS:
         for loc, msg in check(config):
-            problems.append(f"{_where(loc, origin, layers)}: {format_loc(loc)}: {msg}")
+            problems.append(f"{where_set(loc, origin, layers)}: {format_loc(loc)}: {msg}")
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config
-
-
-# -- reading and merging ------------------------------------------------------------------------------
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_SECRETISH = re.compile(r"pass|secret|token|credential|private|api[_-]?key", re.IGNORECASE)
-_TOML_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = _TOML_AT.search(msg)
-        if m is not None:
-            line, col = int(m.group(1)), int(m.group(2))
-            text = _source_line(path, line)
-            hint = " (a key or table defined twice?)" if "overwrite" in msg or "twice" in msg else ""
-            what = _TOML_AT.sub("", msg).strip()
-            raise ConfigError([f"{path}:{line}:{col}: not valid TOML: {what}{hint}: {text}"]) from None
-        if "end of document" in msg:
-            last = len(path.read_text(errors="replace").splitlines())
-            what = msg.replace("(at end of document)", "").strip()
-            raise ConfigError([f"{path}:{last}: not valid TOML: {what} at the end of the file "
-                               "(an unclosed bracket or string?)"]) from None
-        raise ConfigError([f"{path}: not valid TOML: {msg}"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot be read: {exc.strerror}"]) from None
-
-
-def _source_line(path: Path, line: int) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    if not 1 <= line <= len(lines):
-        return "(end of file)"
-    text = lines[line - 1].strip()
-    key, eq, _ = text.partition("=")
-    if eq and _SECRETISH.search(key):
-        text = f"{key}= ..."
-    return repr(text[:120])
-
-
-def _merge(
-    into: dict[str, Any],
-    layer: dict[str, Any],
-    path: Path,
-    prefix: tuple[str, ...],
-    origin: dict[tuple[str, ...], Path],
-) -> None:
-    for key, value in layer.items():
-        key_path = (*prefix, key)
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            origin.setdefault(key_path, path)
-            _merge(into[key], value, path, key_path, origin)
-        else:
-            into[key] = _copy(value)
-            for sub in _leaf_paths(value, key_path):
-                origin[sub] = path
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _leaf_paths(value: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaf_paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _leaf_paths(v, (*prefix, str(i)))
-
-
-# -- error messages -----------------------------------------------------------------------------------
-
-
-def format_loc(loc: Iterable[str | int]) -> str:
-    """A key path as TOML would write it: ``sources.opcua[0].endpoint``, ``assets.tags."line1.x".unit``."""
-    from contextualize.assets import format_loc as fmt
-
-    return fmt(loc) or "(top level)"
-
-
-def _where(loc: Loc, origin: dict[tuple[str, ...], Path], layers: list[Path]) -> Path:
-    key = tuple(str(p) for p in loc)
-    for n in range(len(key), 0, -1):
-        where = origin.get(key[:n])
-        if where is not None:
-            return where
-    return layers[-1]
-
-
-def _describe(err: Any, origin: dict[tuple[str, ...], Path], layers: list[Path]) -> str:
-    loc: Loc = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_pydantic_tag(p))
-    where = _where(loc, origin, layers)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        expected = "no such key (misspelt?)"
-        known = _known_keys(loc[:-1])
-        if known:
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            expected += f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-    elif kind == "missing":
-        expected = "required key is missing"
-    else:
-        expected = err["msg"]
-        value = err.get("input")
-        if value is not None and not isinstance(value, dict | list) and not _is_secret_loc(loc):
-            expected += f" (got {_scrub(repr(value))})"
-    return f"{where}: {format_loc(loc)}: {expected}"
-
-
-def _is_pydantic_tag(part: str) -> bool:
-    """Union members and validators pydantic puts into ``loc`` (``function-after[...]``, ``SecretRef``)."""
-    return part.startswith(("function-", "tagged-union[", "lax-or-strict[")) or part in _MODEL_NAMES
-
-
-_MODEL_NAMES = {"SecretRef"}
-
-
-def _scrub(text: str) -> str:
-    """Hide the password part of URLs (``scheme://user:pw@host`` -> ``scheme://user:***@host``)."""
-    return re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text)
-
-
-def _unwrap(tp: Any) -> Any:
-    """``X | None`` -> ``X``; other unions -> a model or container member, if there is one."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        for a in args:
-            if a is SecretRef:
-                return a
-        for a in args:
-            if (isinstance(a, type) and issubclass(a, BaseModel)) or typing.get_origin(a) in (list, dict):
-                return a
-        return args[0] if args else tp
-    return tp
-
-
-def _type_at(loc: Loc) -> Any:
-    tp: Any = AppConfig
-    for part in loc:
-        tp = _unwrap(tp)
-        if tp is SecretRef and not isinstance(part, int):
-            tp = SecretRef.model_fields[str(part)].annotation if str(part) in SecretRef.model_fields else None
-            continue
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            f = tp.model_fields.get(str(part))
-            tp = None if f is None else f.annotation
-        elif typing.get_origin(tp) in (list, tuple, dict, set):
-            tp = typing.get_args(tp)[-1]
-        else:
-            return None
-    return tp
-
-
-def _known_keys(loc: Loc) -> list[str]:
-    tp = _unwrap(_type_at(loc))
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return sorted(tp.model_fields)
-    return []
-
-
-def _is_secret_loc(loc: Loc) -> bool:
-    if any(_SECRETISH.search(str(p)) for p in loc):
-        return True
-    tp: Any = AppConfig
-    for part in loc:
-        tp = _unwrap(tp)
-        if tp is SecretRef:
-            return True
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            f = tp.model_fields.get(str(part))
-            if f is None:
-                return False
-            tp = f.annotation
-        elif typing.get_origin(tp) in (list, tuple, dict, set):
-            tp = typing.get_args(tp)[-1]
-        else:
-            return False
-    return _unwrap(tp) is SecretRef
-
-
-# -- rendering, schema, secrets -----------------------------------------------------------------------
-
-
-def redacted(model: BaseModel) -> Any:
-    """A JSON-able view of a config in which every secret is replaced by its reference."""
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, SecretRef):
-            return value.describe()
-        if isinstance(value, BaseModel):
-            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
-        if isinstance(value, list | tuple):
-            return [walk(v) for v in value]
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, str):
-            return _scrub(value)
-        return value
-
-    return walk(model)
-
-
-def secret_refs(config: AppConfig) -> list[tuple[str, SecretRef]]:
-    """Every secret reference in the config with its key path."""
-    found: list[tuple[str, SecretRef]] = []
-
-    def walk(value: Any, loc: Loc) -> None:
-        if isinstance(value, SecretRef):
-            found.append((format_loc(loc), value))
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name), (*loc, name))
-        elif isinstance(value, list | tuple):
-            for i, v in enumerate(value):
-                walk(v, (*loc, i))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, (*loc, str(k)))
-
-    walk(config, ())
-    return found
-
-
-def missing_secrets(config: AppConfig) -> list[str]:
-    """One line per secret that cannot be resolved here (names where it was looked for, never a value)."""
-    out = []
-    for key, ref in secret_refs(config):
-        try:
-            ref.resolve()
-        except LookupError as exc:
-            out.append(f"{key}: {exc}")
-    return out
 
 
 SCHEMA_ID = "https://factory-edge.invalid/schema/config.schema.json"

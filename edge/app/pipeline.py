@@ -196,6 +196,7 @@ def build_pipeline(
     supervisor.on_event = lambda kind, message, detail: events.record(kind, message, detail)
     components: dict[str, Any] = {}
     broker = config.broker.model_copy(update={"url": url})
+    effective = config.model_copy(update={"broker": broker})  # what the sinks read: the URL override applied
     ctx = BuildContext(box_id=config.box.id, historian_dsn=dsn, historian_password=config.historian.password,
                        broker=broker, pipeline=pl, spool=config.spool, inference=config.inference,
                        metrics=metrics, on_event=events.record, emit=queue_emit(q_in))
@@ -231,6 +232,7 @@ def build_pipeline(
     add(TransformStage("process", q_in, step, route, on_error=step.dead_letter))
 
     if q_infer is not None:
+        from edge.app.plugins import make_runtime
         from inference.stage import InferenceStage
 
         async def emit_inferred(envelope: Envelope) -> None:
@@ -238,14 +240,14 @@ def build_pipeline(
                 metrics.inc("inference", "insights", envelope.num_rows)
             await q_hist.put(envelope)
 
-        add(InferenceStage(config.inference, q_infer, emit_inferred))
+        add(InferenceStage(config.inference, q_infer, emit_inferred, make_runtime=make_runtime))
 
     add(events)
     for component in HISTORIAN.factory(config.historian, ctx, q_hist):
         add(component)
     # Insights for MES and the metrics endpoint: each reads committed rows or counters, in its own task.
     for section, sink in SINKS:
-        for component in sink.factory(_section(config, section), ctx):
+        for component in sink.factory(_section(effective, section), ctx):
             add(component)
     for component in extra_components:
         add(component)

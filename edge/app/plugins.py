@@ -162,12 +162,13 @@ HISTORIAN: Plugin[HistorianSettings, HistorianFactory] = Plugin(
     "TimescaleDB or PostgreSQL, with store-and-forward")
 
 
-def _outbox_sink(settings: SparkplugSettings, ctx: BuildContext) -> list[Component]:
-    if settings.enabled and not settings.keep_json:
+def _outbox_sink(settings: BrokerSettings, ctx: BuildContext) -> list[Component]:
+    sparkplug = ctx.inference.sparkplug
+    if sparkplug.enabled and not sparkplug.keep_json:  # the Sparkplug node replaces the JSON topics
         return []
     from edge.sinks.outbox.publisher import OutboxPublisher
 
-    return [OutboxPublisher(ctx.historian_dsn, ctx.broker, password=ctx.historian_password,
+    return [OutboxPublisher(ctx.historian_dsn, settings, password=ctx.historian_password,
                             metrics=ctx.metrics)]
 
 
@@ -186,7 +187,7 @@ def _sparkplug_sink(settings: SparkplugSettings, ctx: BuildContext) -> list[Comp
 def _metrics_sink(settings: MetricsSettings, ctx: BuildContext) -> list[Component]:
     if not settings.enabled:
         return []
-    from edge.core.metrics import MetricsServer
+    from edge.sinks.metrics.server import MetricsServer
 
     return [MetricsServer(ctx.metrics, listen=settings.listen, state_file=settings.state_file,
                           state_interval_s=settings.state_interval_s)]
@@ -195,10 +196,44 @@ def _metrics_sink(settings: MetricsSettings, ctx: BuildContext) -> list[Componen
 # Sinks after the historian: each reads committed rows (the outbox) or the process's counters. The
 # settings path says which config section feeds the factory.
 SINKS: Sequence[tuple[str, Plugin[Any, SinkFactory]]] = (
-    ("inference.sparkplug", Plugin("outbox", SparkplugSettings, _outbox_sink, "edge.sinks.outbox",
-                                   "insights as JSON on the UNS topics, from the outbox")),
+    ("broker", Plugin("outbox", BrokerSettings, _outbox_sink, "edge.sinks.outbox",
+                      "insights as JSON on the UNS topics, from the outbox")),
     ("inference.sparkplug", Plugin("sparkplug", SparkplugSettings, _sparkplug_sink, "ingest.codecs.sparkplug",
-                                   "insights as a Sparkplug B edge node, from the outbox")),
-    ("metrics", Plugin("metrics", MetricsSettings, _metrics_sink, "edge.core",
+                                   "insights as a Sparkplug B edge node, from the outbox",
+                                   sample="sample.sink.toml")),
+    ("metrics", Plugin("metrics", MetricsSettings, _metrics_sink, "edge.sinks.metrics",
                        "the Prometheus endpoint and the state file")),
 )
+
+
+# -- model kinds: what ``edge models train --kind`` fits -------------------------------------------------
+
+from inference.models.base import ModelKind  # noqa: E402
+from inference.models.iforest.settings import IforestSettings  # noqa: E402
+from inference.models.pca.settings import PcaSettings  # noqa: E402
+
+ModelKindFactory = Callable[[], ModelKind[Any]]
+
+
+def _pca_kind() -> ModelKind[Any]:
+    from inference.models.pca.kind import KIND
+
+    return KIND
+
+
+def _iforest_kind() -> ModelKind[Any]:
+    from inference.models.iforest.kind import KIND
+
+    return KIND
+
+
+MODEL_KINDS: Sequence[Plugin[Any, ModelKindFactory]] = (
+    Plugin("pca", PcaSettings, _pca_kind, "inference.models.pca", "PCA with Hotelling T² and SPE limits"),
+    Plugin("iforest", IforestSettings, _iforest_kind, "inference.models.iforest",
+           "scikit-learn IsolationForest"),
+)
+
+
+def model_kind(name: str) -> ModelKind[Any]:
+    """The model kind called ``name``."""
+    return find(MODEL_KINDS, name, kind="model kind").factory()

@@ -39,6 +39,10 @@ class QualityFlag(enum.IntFlag):
     UNCERTAIN_SOURCE = 128
 
 
+# The unified namespace level under an equipment where its insights and events are published.
+INSIGHTS_TOPIC_LEVEL = "_insights"
+EVENTS_TOPIC_LEVEL = "_events"
+
 # Window-level flag bits, above the per-sample QualityFlag bits.
 WINDOW_LOW_COVERAGE = 1 << 16
 WINDOW_BAD_SAMPLES = 1 << 17

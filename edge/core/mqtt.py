@@ -29,7 +29,7 @@ class HighRateClient(paho.Client):
       the GIL. Here they are served from a buffer filled up to 256 kB at a time (``_sock_recv``). Bytes
       waiting in it are invisible to ``select``, so a loop that drives this client checks ``buffered()``
       and calls ``loop_read`` itself while it is non-zero
-      (``ingest.sources.mqtt.source.MqttSource._network``); not
+      (``ingest.sources.mqtt.network.NetworkThread._network``); not
       for ``loop_start``/``loop_forever``. The buffer belongs to one socket and is dropped with it.
     - **MQTT 5 PUBLISH without properties** (the usual case). paho builds a ``Properties`` object for each
       one: its constructor lays out its tables of 27 property names and types every time, a quarter of

@@ -28,6 +28,7 @@ class Plugin(Generic[S, F]):
     factory: F  # builds it; its signature is the table's
     package: str  # the folder with README.md and sample.toml, as a dotted package name
     summary: str = ""
+    sample: str = "sample.toml"  # another name where two plugins share a folder
 
 
 def find(table: Sequence[Plugin[S, F]], name: str, *, kind: str) -> Plugin[S, F]:

@@ -30,7 +30,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.core.mqtt import BrokerAddress
-from ingest.codecs.sparkplug.codec import (
+from ingest.codecs.sparkplug.payload import (
     BDSEQ_METRIC,
     NAMESPACE,
     REBIRTH_METRIC,

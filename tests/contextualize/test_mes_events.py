@@ -12,7 +12,7 @@ from contextualize.mes_events import MesEventError, MesEventType, decode_event, 
 from contextualize.settings import MesFieldMap, MesSettings
 from tests.fixtures.mes import LINE, at
 
-SCHEMA = Path(__file__).resolve().parent.parent / "contextualize" / "mes_event.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "contextualize" / "mes_event.schema.json"
 
 
 def test_schema_examples_decode() -> None:

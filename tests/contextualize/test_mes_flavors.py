@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 
 from contextualize.mes_intake import apply_event
-from contextualize.mes_store import MesContextStore, load_store
+from contextualize.mes_store import MesContextStore
+from contextualize.mes_store_sql import load_store
 from tests.fixtures.historian_helpers import historian  # noqa: F401  (fixture)
 from tests.fixtures.mes import EQ1, OTHER, at, event
 

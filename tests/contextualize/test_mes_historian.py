@@ -7,7 +7,8 @@ import psycopg
 
 from contextualize.mes_events import dt_to_us
 from contextualize.mes_intake import apply_event
-from contextualize.mes_store import MesContextStore, load_store
+from contextualize.mes_store import MesContextStore
+from contextualize.mes_store_sql import load_store
 from tests.fixtures.mes import EQ1, EQ2, LINE, OTHER, at, event, insert_insights, insert_samples, migrate
 
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from contextualize.mes_events import JOIN_KEYS
 from contextualize.mes_join import attach_context, attach_insight_context, context_columns
-from contextualize.mes_store import Interval, MesContextStore, scope_prefixes
+from contextualize.mes_store import MesContextStore
+from contextualize.mes_timeline import Interval, scope_prefixes
 from edge.core.datamodel import CONTEXTUALIZED_SAMPLES, INSIGHTS, batch_from_rows
 from tests.fixtures.mes import EQ1, EQ2, LINE, OTHER, event
 

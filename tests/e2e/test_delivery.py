@@ -315,7 +315,7 @@ async def test_appliance_sigkilled_mid_qos1_stream(private_pg: PrivatePostgres, 
     client_id = f"app-{uuid.uuid4().hex[:6]}"
     args = [sys.executable, "-m", "tests.fixtures.delivery_app", private_pg.dsn, own_mosquitto.url,
             f"{prefix}/#", str(tmp_path / "spool"), client_id]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def start_app() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -10,7 +10,7 @@ import psycopg
 
 from edge.app.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_30s_and_the_historian_holds_every_simulated_tag(

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.app.embedded.services import start_mqtt_broker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_amqtt_stand_in_broker_carries_qos1_messages() -> None:

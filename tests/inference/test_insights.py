@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -18,11 +19,17 @@ import pytest
 from edge.core.datamodel import EVENTS, INSIGHTS, features_schema
 from edge.core.envelope import Envelope
 from edge.sinks.outbox.encoder import insight_payloads, insight_topic, load_schema
-from inference.insights import SeverityTracker, build_insights, insight_id
+from inference.idhash import insight_id
+from inference.insights import build_insights
+from inference.models.pca.kind import KIND as PCA
+from inference.models.pca.settings import PcaSettings
 from inference.packages import Registry
+from inference.runtimes.onnx.runtime import build as onnx_runtime
 from inference.settings import InferenceSettings
+from inference.severity import SeverityTracker
 from inference.stage import InferenceStage
-from inference.train import TrainingSet, fit
+from inference.train import fit
+from inference.training_set import TrainingSet
 from inference.windows import Window
 from tests.inference.test_features_windows import T0, US, regular
 
@@ -142,7 +149,7 @@ def test_topic_and_payload_follow_the_schema() -> None:
 
 
 def test_readme_example_is_valid() -> None:
-    text = (Path(__file__).parents[1] / "inference" / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "inference" / "README.md").read_text()
     block = text.split("```json\n", 1)[1].split("```", 1)[0]
     jsonschema.validate(json.loads(block), load_schema())
 
@@ -150,9 +157,14 @@ def test_readme_example_is_valid() -> None:
 # ---------------------------------------------------------------- the stage
 
 
+def onnx_stage(*args: Any, **kw: Any) -> InferenceStage:
+    """The stage loading its models from the registry onto ONNX Runtime in process."""
+    return InferenceStage(*args, make_runtime=onnx_runtime, **kw)
+
+
 def _registry_with_model(tmp_path: Path) -> InferenceSettings:
     """A model trained on the features the stage computes from ``regular`` samples (tags a, b)."""
-    from inference.train import features_from_samples
+    from inference.training_set import features_from_samples
     from inference.windows import WindowSpec
 
     settings = InferenceSettings.model_validate(
@@ -167,7 +179,7 @@ def _registry_with_model(tmp_path: Path) -> InferenceSettings:
         }
     )
     ts = features_from_samples([regular(3000)], WindowSpec.from_settings(settings))
-    r = fit("pca", TrainingSet(ts.feature_names, ts.x, ts.window_start_us), quantile=0.999)
+    r = fit(PCA, TrainingSet(ts.feature_names, ts.x, ts.window_start_us), PcaSettings(quantile=0.999))
     reg = Registry(settings.models_dir)
     reg.add(
         {
@@ -197,7 +209,7 @@ async def test_stage_end_to_end(tmp_path: Path) -> None:
     async def emit(env: Envelope) -> None:
         out.append(env)
 
-    stage = InferenceStage(settings, inbox, emit, clock=lambda: (T0 + 10**9 * US) / 1e6)
+    stage = onnx_stage(settings, inbox, emit, clock=lambda: (T0 + 10**9 * US) / 1e6)
     assert stage.describe()[0]["runtime"]["providers_in_use"] == ["CPUExecutionProvider"]
     task = asyncio.create_task(stage.run())
     # two equipment; eq B runs far off its training distribution (value 50)
@@ -218,7 +230,7 @@ async def test_stage_end_to_end(tmp_path: Path) -> None:
     assert "alarm" not in sev["eq/A"]
     # replaying the same samples gives the same batch ids and insight ids
     out2: list[Envelope] = []
-    stage2 = InferenceStage(settings, asyncio.Queue(), out2.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
+    stage2 = onnx_stage(settings, asyncio.Queue(), out2.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
     stage2._accept(Envelope("samples", regular(41, asset="eq/A"), "b1"))
     stage2._accept(Envelope("samples", regular(41, asset="eq/B", value=50.0), "b2"))
     await stage2.tick()
@@ -231,7 +243,7 @@ async def test_stage_end_to_end(tmp_path: Path) -> None:
 
 async def test_stage_runs_one_call_per_model_per_tick(tmp_path: Path) -> None:
     settings = _registry_with_model(tmp_path)
-    stage = InferenceStage(settings, asyncio.Queue(), lambda e: None, clock=lambda: 0.0)
+    stage = onnx_stage(settings, asyncio.Queue(), lambda e: None, clock=lambda: 0.0)
     calls: list[int] = []
     rt = stage.models[0].runtime
     real = rt.infer
@@ -249,7 +261,7 @@ async def test_stage_runs_one_call_per_model_per_tick(tmp_path: Path) -> None:
 
 async def test_stage_gates_bad_windows_and_reports_missing_features(tmp_path: Path) -> None:
     settings = _registry_with_model(tmp_path)
-    stage = InferenceStage(settings, asyncio.Queue(), lambda e: None, clock=lambda: 0.0)
+    stage = onnx_stage(settings, asyncio.Queue(), lambda e: None, clock=lambda: 0.0)
     # equipment with only tag "a": the model's b__* features are missing -> gated, never alarm
     stage._accept(Envelope("samples", regular(31, tags=("a",), asset="eq/X", value=99.0), "x"))
     res = await stage.tick(now_us=T0)
@@ -265,7 +277,7 @@ async def test_stage_windows_off_the_event_loop(tmp_path: Path) -> None:
     settings = _registry_with_model(tmp_path)
     inbox: asyncio.Queue[Envelope] = asyncio.Queue()
     out: list[Envelope] = []
-    stage = InferenceStage(settings, inbox, out.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
+    stage = onnx_stage(settings, inbox, out.append, clock=lambda: (T0 + 10**9 * US) / 1e6)
     loop_thread = threading.get_ident()
     threads: dict[str, set[int]] = {"add": set(), "ready": set()}
     beats = 0
@@ -309,7 +321,7 @@ async def test_stage_windows_off_the_event_loop(tmp_path: Path) -> None:
 
 
 def test_events_batch_schema() -> None:
-    from inference.stage import events_batch
+    from inference.stage_events import events_batch
 
     b = events_batch([("runtime", "fell back", {"model": "m"})], "inference")
     assert b.schema.equals(EVENTS)

@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from inference.idhash import insight_id_column
-from inference.insights import SeverityTracker, build_insights, insight_id, top_features
+from inference.idhash import insight_id, insight_id_column
+from inference.insights import build_insights
+from inference.severity import SeverityTracker
+from inference.top_features import top_features
 
 
 def test_columnar_ids_equal_hashlib_for_every_row() -> None:

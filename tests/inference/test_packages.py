@@ -14,6 +14,10 @@ import pytest
 
 from edge.app.cli import main as edge_main
 from edge.core.datamodel import EVENTS
+from inference.models.iforest.kind import KIND as IFOREST_KIND
+from inference.models.iforest.settings import IforestSettings
+from inference.models.pca.kind import KIND as PCA_KIND
+from inference.models.pca.settings import PcaSettings
 from inference.packages import (
     PackageError,
     Registry,
@@ -23,12 +27,13 @@ from inference.packages import (
     write_package,
 )
 from inference.runtimes.onnx.runtime import OnnxRuntime
-from inference.train import TrainingSet, features_from_samples, fit, read_table, samples_batch
+from inference.train import fit
+from inference.training_set import TrainingSet, features_from_samples, read_table, samples_batch
 from inference.windows import WindowSpec
 
 # The labelled data sets lie in shared/ beside the checkout (CI lays a copy there too); FE_SHARED_DATA
 # points elsewhere. They are test data only and never shipped.
-DATA = Path(os.environ.get("FE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("FE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"shared data folder {DATA} not present")
 
 
@@ -54,7 +59,7 @@ def manifest_for(ts: TrainingSet, r: object, name: str = "m") -> dict[str, objec
 
 def test_pca_graph_matches_numpy_t2_spe() -> None:
     ts = synthetic()
-    r = fit("pca", ts, var=0.9)
+    r = fit(PCA_KIND, ts, PcaSettings(var=0.9))
     out = OnnxRuntime(r.onnx).infer(ts.x[:50])
     x = ts.x[: round(len(ts.x) * 0.8)]
     mu, sd = x.mean(0), x.std(0)
@@ -79,13 +84,13 @@ def test_pca_graph_matches_numpy_t2_spe() -> None:
 
 def test_contributions_point_at_the_broken_feature() -> None:
     ts = synthetic()
-    r = fit("pca", ts)
+    r = fit(PCA_KIND, ts)
     x = ts.x[:5].copy()
     x[:, 3] += 50 * ts.x[:, 3].std()
     out = OnnxRuntime(r.onnx).infer(x)
     assert (out["score"] > r.threshold).all()
     assert (np.argmax(np.abs(out["contributions"]), axis=1) == 3).all()
-    r2 = fit("iforest", ts, n_trees=30)
+    r2 = fit(IFOREST_KIND, ts, IforestSettings(n_estimators=30))
     out2 = OnnxRuntime(r2.onnx).infer(x)
     assert (out2["score"] > r2.metrics["train_score_p50"]).all()
     assert (np.argmax(out2["contributions"], axis=1) == 3).all()
@@ -93,13 +98,13 @@ def test_contributions_point_at_the_broken_feature() -> None:
 
 def test_threshold_is_a_training_quantile() -> None:
     ts = synthetic(1000)
-    r = fit("iforest", ts, quantile=0.95, holdout=0.0, n_trees=30)
+    r = fit(IFOREST_KIND, ts, IforestSettings(quantile=0.95, n_estimators=30), holdout=0.0)
     assert r.metrics["train_false_alarm_rate"] == pytest.approx(0.05, abs=0.01)
 
 
 def test_package_hash_and_feature_checks(tmp_path: Path) -> None:
     ts = synthetic()
-    r = fit("pca", ts)
+    r = fit(PCA_KIND, ts)
     pkg = write_package(tmp_path / "m", {**manifest_for(ts, r), "version": "1"}, r.onnx, r.holdout)
     assert load_package(tmp_path / "m", ts.feature_names).sha256 == pkg.sha256
     with pytest.raises(PackageError, match="does not produce: s5__mean"):
@@ -119,7 +124,7 @@ def test_package_hash_and_feature_checks(tmp_path: Path) -> None:
 def test_registry_validate_promote_rollback_audit(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "models")
     ts = synthetic()
-    r = fit("pca", ts)
+    r = fit(PCA_KIND, ts)
     v1 = reg.add(manifest_for(ts, r), r.onnx, r.holdout)
     v2 = reg.add(manifest_for(ts, r), r.onnx, r.holdout)
     assert (v1.version, v2.version) == ("1", "2")
@@ -208,15 +213,16 @@ def test_cwru_normal_model_flags_bearing_faults() -> None:
 
     normal = feats("1797_Normal.npz")
     assert normal.x.shape[0] > 200 and "DE__dom_freq" in normal.feature_names
-    for kind in ("pca", "iforest"):
-        r = fit(kind, normal, quantile=0.99, n_trees=50)
+    fits = (fit(PCA_KIND, normal, PcaSettings(quantile=0.99)),
+            fit(IFOREST_KIND, normal, IforestSettings(n_estimators=50)))
+    for r in fits:
         rt = OnnxRuntime(r.onnx)
         far = r.metrics["holdout_false_alarm_rate"]
         assert far <= 0.2
         for fault in ("1797_IR_7_DE12.npz", "1797_B_7_DE12.npz", "1797_OR@6_7_DE12.npz"):
             fx = feats(fault, normal.feature_names)
             rate = float(np.mean(rt.infer(fx.x)["score"] >= r.threshold))
-            assert rate >= 0.9 and rate > 4 * far, (kind, fault, rate, far)
+            assert rate >= 0.9 and rate > 4 * far, (r.kind, fault, rate, far)
 
 
 @needs_data
@@ -239,7 +245,7 @@ def test_skab_valve_anomalies_flagged_above_false_alarm_rate() -> None:
         names = t.feature_names
         xs.append(t.x)
     assert names is not None
-    r = fit("iforest", TrainingSet(names, np.concatenate(xs), np.zeros(0)), quantile=0.99, n_trees=100)
+    r = fit(IFOREST_KIND, TrainingSet(names, np.concatenate(xs), np.zeros(0)), IforestSettings(quantile=0.99))
     rt = OnnxRuntime(r.onnx)
     flagged_anomalous, flagged_normal = [], []
     for f in files[8:]:
@@ -256,7 +262,7 @@ def test_skab_valve_anomalies_flagged_above_false_alarm_rate() -> None:
 
 def test_package_folder_copy_is_independent(tmp_path: Path) -> None:
     ts = synthetic()
-    r = fit("iforest", ts, n_trees=20)
+    r = fit(IFOREST_KIND, ts, IforestSettings(n_estimators=20))
     write_package(tmp_path / "a", {**manifest_for(ts, r), "version": "7"}, r.onnx)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     reg = Registry(tmp_path / "reg")

@@ -12,8 +12,8 @@ from edge.core.datamodel import EVENTS
 from edge.core.envelope import Envelope
 from inference.packages import Registry
 from inference.stage import InferenceStage
-from tests.inference.test_insights import _registry_with_model
-from tui.data import runtime_label
+from tests.inference.test_insights import _registry_with_model, onnx_stage
+from tui.historian_rows import runtime_label
 
 
 async def _start(stage: InferenceStage) -> None:
@@ -34,7 +34,7 @@ def _events(out: list[Envelope], kind: str) -> list[dict[str, object]]:
 async def test_stage_start_emits_one_runtime_event_per_model(tmp_path: Path) -> None:
     settings = _registry_with_model(tmp_path)  # providers: CUDA, then CPU; no GPU here
     out: list[Envelope] = []
-    stage = InferenceStage(settings, asyncio.Queue(), out.append, clock=lambda: 0.0)
+    stage = onnx_stage(settings, asyncio.Queue(), out.append, clock=lambda: 0.0)
     await _start(stage)
     rows = _events(out, "runtime")
     assert len(rows) == 1 and rows[0]["source"] == "inference"
@@ -72,9 +72,9 @@ def _committing(out: list[Envelope]) -> Callable[[Envelope], None]:
 async def test_stage_start_emits_audit_entries_not_emitted_before(tmp_path: Path) -> None:
     settings = _registry_with_model(tmp_path)  # register, validate, promote
     lost: list[Envelope] = []
-    await _start(InferenceStage(settings, asyncio.Queue(), lost.append, clock=lambda: 0.0))  # never committed
+    await _start(onnx_stage(settings, asyncio.Queue(), lost.append, clock=lambda: 0.0))  # never committed
     out: list[Envelope] = []
-    await _start(InferenceStage(settings, asyncio.Queue(), _committing(out), clock=lambda: 0.0))
+    await _start(onnx_stage(settings, asyncio.Queue(), _committing(out), clock=lambda: 0.0))
     # the same entries again, with the same batch id: the historian stores them once
     assert _audit_ids(out) == _audit_ids(lost) and len(_audit_ids(out)) == 1
     audit = _events(out, "audit")
@@ -88,12 +88,12 @@ async def test_stage_start_emits_audit_entries_not_emitted_before(tmp_path: Path
 
     # a restart with nothing new in the registry: runtime again, no audit
     out2: list[Envelope] = []
-    await _start(InferenceStage(settings, asyncio.Queue(), _committing(out2), clock=lambda: 0.0))
+    await _start(onnx_stage(settings, asyncio.Queue(), _committing(out2), clock=lambda: 0.0))
     assert _events(out2, "audit") == [] and len(_events(out2, "runtime")) == 1
 
     # a new registry action is emitted at the next start, alone
     Registry(settings.models_dir).validate("pump-pca", "1", max_false_alarm_rate=0.5)
     out3: list[Envelope] = []
-    await _start(InferenceStage(settings, asyncio.Queue(), _committing(out3), clock=lambda: 0.0))
+    await _start(onnx_stage(settings, asyncio.Queue(), _committing(out3), clock=lambda: 0.0))
     assert [r["message"] for r in _events(out3, "audit")] == ["model pump-pca validate v1"]
     assert len(_audit_ids(out3)) == 1 and _audit_ids(out3) != _audit_ids(out)

@@ -18,7 +18,7 @@ from tests.fixtures.tui_support import (
     wait_until,
 )
 from tui.app import EdgeTui
-from tui.data import HistorianSource
+from tui.historian_source import HistorianSource
 from tui.screens.base import EdgeScreen
 from tui.screens.equipment import EquipmentScreen
 from tui.screens.health import HealthScreen
@@ -230,7 +230,8 @@ def test_reader_writes_feedback_only_through_the_function(historian: Historian) 
 
 
 async def test_health_reads_the_metrics_endpoint() -> None:
-    from edge.core.metrics import Metrics, MetricsServer
+    from edge.core.metrics import Metrics
+    from edge.sinks.metrics.server import MetricsServer
     from tests.fixtures.services import free_port
     from tui.screens.health import fetch_metrics, metrics_text
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fixtures.tui_support import Historian, fixed_clock, make_historian, wait_until
 from tui.app import EdgeTui
-from tui.data import HistorianSource
+from tui.historian_source import HistorianSource
 from tui.screens.help import HelpScreen
 from tui.screens.overview import OverviewScreen
 from tui.widgets.status import StatusBar

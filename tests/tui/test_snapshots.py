@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from tests.fixtures.tui_support import fixed_clock, make_historian, wait_until
 from tui.app import EdgeTui
-from tui.data import HistorianSource
+from tui.historian_source import HistorianSource
 from tui.screens.base import EdgeScreen
 
 SIZES = [(80, 24), (160, 48)]

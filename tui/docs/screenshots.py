@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 async def shoot(reader_dsn: str) -> None:
     from tests.fixtures.tui_support import fixed_clock, wait_until
     from tui.app import EdgeTui
-    from tui.data import HistorianSource
+    from tui.historian_source import HistorianSource
     from tui.screens.base import EdgeScreen
 
     app = EdgeTui(HistorianSource(reader_dsn), clock=fixed_clock, operator="alice", poll_s=0.3)

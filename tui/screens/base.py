@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import ClassVar
 
 from textual.screen import Screen
 
-from tui.data import QueryFailed, Unavailable
-from tui.widgets.status import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import EdgeTui
+from tui.context import ScreenContext
+from tui.data_source import QueryFailed, Unavailable
+from tui.messages import HistorianAnswered, HistorianDown, HistorianRefused
 
 
 class EdgeScreen(Screen[None]):
-    """Calls :meth:`load` every ``poll_s`` while it is the current screen; failures show as disconnected."""
+    """Calls :meth:`load` every ``poll_s`` while it is the current screen; tells the app how it went.
 
-    def __init__(self, name: str | None = None, id: str | None = None) -> None:
+    ``LABEL``, ``HELP`` (one line: what the screen is for) and ``BINDINGS`` make its part of the help screen.
+    """
+
+    LABEL: ClassVar[str] = ""
+    HELP: ClassVar[str] = ""
+
+    def __init__(self, ctx: ScreenContext, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
+        self.ctx = ctx
         self._loading = False
         self._again = False
         self.loads = 0  # completed polls, good or bad (tests wait on it)
 
-    @property
-    def edge(self) -> EdgeTui:
-        return cast("EdgeTui", self.app)
-
     def on_mount(self) -> None:
-        self.set_interval(self.edge.poll_s, self.poll)
+        self.set_interval(self.ctx.poll_s, self.poll)
 
     def on_screen_resume(self) -> None:
         self.poll()
-        self.show_status()
 
     def poll(self) -> None:
         if not self.is_current:
@@ -45,22 +45,17 @@ class EdgeScreen(Screen[None]):
     async def _poll(self) -> None:
         try:
             await self.load()
-            self.edge.note_ok()
+            self.post_message(HistorianAnswered())
         except QueryFailed as exc:
-            self.edge.note_query_error(str(exc))
+            self.post_message(HistorianRefused(str(exc)))
         except Unavailable as exc:
-            self.edge.note_down(str(exc))
+            self.post_message(HistorianDown(str(exc)))
         finally:
             self._loading = False
             self.loads += 1
-            self.show_status()
             if self._again:
                 self._again = False
                 self.call_later(self.poll)
 
     async def load(self) -> None:
         """Fetch and render. Raise :class:`Unavailable` when the historian cannot answer."""
-
-    def show_status(self) -> None:
-        for bar in self.query(StatusBar):
-            self.edge.render_status(bar)

@@ -8,6 +8,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
+from tui.context import ScreenContext
+from tui.messages import FeedbackRequested
 from tui.models import EquipmentDetail, FeedbackAction, InsightRow
 from tui.screens.base import EdgeScreen
 from tui.widgets.fmt import age, clock, num, severity_text, stamp
@@ -27,16 +29,19 @@ class TagRow(Horizontal):
 
 
 class EquipmentScreen(EdgeScreen):
+    LABEL = "Equipment"
+    HELP = "MES context, features, tag plots, insights"
     BINDINGS = [  # noqa: RUF012
-        Binding("escape", "back", "Back"),
-        Binding("backspace", "back", "Back", show=False),
-        Binding("a", "feedback('ack')", "Ack"),
-        Binding("t", "feedback('true_fault')", "True fault"),
-        Binding("f", "feedback('false_alarm')", "False alarm"),
+        Binding("escape", "back", "Back", tooltip="back to the overview"),
+        Binding("backspace", "back", "Back", show=False, tooltip="back to the overview"),
+        Binding("a", "feedback('ack')", "Ack", tooltip="acknowledge the selected insight"),
+        Binding("t", "feedback('true_fault')", "True fault", tooltip="label it a true fault, with a comment"),
+        Binding("f", "feedback('false_alarm')", "False alarm",
+                tooltip="label it a false alarm, with a comment"),
     ]
 
-    def __init__(self, asset: str) -> None:
-        super().__init__(id="equipment")
+    def __init__(self, ctx: ScreenContext, asset: str) -> None:
+        super().__init__(ctx, id="equipment")
         self.asset = asset
         self.detail: EquipmentDetail | None = None
         self.rows: dict[str, TagRow] = {}
@@ -63,7 +68,7 @@ class EquipmentScreen(EdgeScreen):
         table.focus()
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        self.dismiss()
 
     def selected_insight(self) -> InsightRow | None:
         if self.detail is None or not self.detail.insights:
@@ -79,12 +84,12 @@ class EquipmentScreen(EdgeScreen):
         if insight is None:
             self.notify("no insight selected", severity="warning")
             return
-        self.edge.give_feedback(insight, FeedbackAction(action), after=self.poll)
+        self.post_message(FeedbackRequested(insight, FeedbackAction(action)))
 
     async def load(self) -> None:
-        d = await self.edge.source.equipment(self.asset, self.edge.now())
+        d = await self.ctx.source.equipment(self.asset, self.ctx.now())
         self.detail = d
-        now = self.edge.now()
+        now = self.ctx.now()
         c = d.context
         mes = Text("MES context now\n", style="bold")
         for key, text in (("work order", c.work_order), ("product", c.product), ("batch", c.batch),

@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
+from tui.context import ScreenContext
+from tui.link_state import LinkState
 from tui.models import Health
 from tui.screens.base import EdgeScreen
 from tui.widgets.fmt import age, clock, num
@@ -79,9 +81,13 @@ def metrics_text(snapshot: dict[str, Any] | None) -> Text:
 
 
 class HealthScreen(EdgeScreen):
-    def __init__(self) -> None:
-        super().__init__(id="health")
+    LABEL = "Health"
+    HELP = "rates, lag, connections, spool, metrics, dead letters"
+
+    def __init__(self, ctx: ScreenContext) -> None:
+        super().__init__(ctx, id="health")
         self.data: Health | None = None
+        self.broker: str | None = None  # from the app's link state; None: no broker configured
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,15 +105,19 @@ class HealthScreen(EdgeScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.watch(self.app, "link", self._link_changed)
         self.sub_title = "Health"
         self.query_one("#stages", DataTable).add_columns("stage", "rows/s", "lag")
         self.query_one("#connections", DataTable).add_columns("connection", "state", "since", "last message")
         letters = self.query_one("#dead-letters", DataTable)
         letters.add_columns("time UTC", "source", "reason", "tag", "detail")
 
+    def _link_changed(self, link: LinkState) -> None:
+        self.broker = link.broker
+
     async def load(self) -> None:
-        now = self.edge.now()
-        h = await self.edge.source.health(now)
+        now = self.ctx.now()
+        h = await self.ctx.source.health(now)
         self.data = h
         stages = self.query_one("#stages", DataTable)
         stages.clear()
@@ -119,10 +129,10 @@ class HealthScreen(EdgeScreen):
         conns = self.query_one("#connections", DataTable)
         conns.clear()
         conns.add_row("historian (tui)", Text("up", style="green3"), "now", "")
-        if self.edge.mqtt_url is not None:
-            up = self.edge.broker_state == "up"
-            conns.add_row("mqtt broker (tui)",
-                          Text(self.edge.broker_state, style="green3" if up else "bold red3"), "", "")
+        if self.broker is not None:
+            up = self.broker == "up"
+            state = Text(self.broker, style="green3" if up else "bold red3")
+            conns.add_row("mqtt broker (tui)", state, "", "")
         for c in h.connections:
             good = c.state.lower() in ("up", "connected", "ok", "online")
             conns.add_row(c.name, Text(c.state, style="green3" if good else "bold red3"),
@@ -131,10 +141,10 @@ class HealthScreen(EdgeScreen):
         spool.append("-" if h.spool_depth is None else str(h.spool_depth))
         self.query_one("#spool", Static).update(spool)
         snapshot = None
-        if self.edge.metrics_url is not None:
-            snapshot = await fetch_metrics(self.edge.metrics_url)
+        if self.ctx.metrics_url is not None:
+            snapshot = await fetch_metrics(self.ctx.metrics_url)
         if snapshot is None:
-            snapshot = read_metrics(self.edge.stats_file)
+            snapshot = read_metrics(self.ctx.stats_file)
         self.query_one("#metrics", Static).update(metrics_text(snapshot))
         reasons = Text()
         for reason, n in h.dead_letter_reasons:

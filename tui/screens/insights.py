@@ -8,6 +8,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from tui.context import ScreenContext
+from tui.messages import FeedbackRequested
 from tui.models import SEVERITY_FILTERS, FeedbackAction, InsightFilter, InsightRow
 from tui.screens.base import EdgeScreen
 from tui.widgets.fmt import num, severity_text, short_asset, stamp
@@ -15,18 +17,21 @@ from tui.widgets.status import StatusBar
 
 
 class InsightsScreen(EdgeScreen):
+    LABEL = "Insights"
+    HELP = "newest first; arrows select, then filter, ack or label"
     BINDINGS = [  # noqa: RUF012
-        Binding("a", "feedback('ack')", "Ack"),
-        Binding("t", "feedback('true_fault')", "True fault"),
-        Binding("f", "feedback('false_alarm')", "False alarm"),
-        Binding("s", "cycle_severity", "Severity"),
-        Binding("slash", "filter('asset')", "Asset"),
-        Binding("m", "filter('model')", "Model"),
-        Binding("escape", "close_filter", "Cancel", show=False),
+        Binding("a", "feedback('ack')", "Ack", tooltip="acknowledge the selected insight"),
+        Binding("t", "feedback('true_fault')", "True fault", tooltip="label it a true fault, with a comment"),
+        Binding("f", "feedback('false_alarm')", "False alarm",
+                tooltip="label it a false alarm, with a comment"),
+        Binding("s", "cycle_severity", "Severity", tooltip="severity filter: all, info+, warning+, alarm+"),
+        Binding("slash", "filter('asset')", "Asset", tooltip="filter by asset (empty clears)"),
+        Binding("m", "filter('model')", "Model", tooltip="filter by model (empty clears)"),
+        Binding("escape", "close_filter", "Cancel", show=False, tooltip="close the filter box"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__(id="insights")
+    def __init__(self, ctx: ScreenContext) -> None:
+        super().__init__(ctx, id="insights")
         self.filter = InsightFilter()
         self.rows: list[InsightRow] = []
         self._editing: str | None = None
@@ -62,7 +67,7 @@ class InsightsScreen(EdgeScreen):
         self.query_one("#filters", Static).update(text)
 
     async def load(self) -> None:
-        rows = await self.edge.source.insights(self.filter, self.edge.now())
+        rows = await self.ctx.source.insights(self.filter, self.ctx.now())
         self.rows = rows
         table = self.query_one("#feed", DataTable)
         keep_key: str | None = None
@@ -112,7 +117,7 @@ class InsightsScreen(EdgeScreen):
         if insight is None:
             self.notify("no insight selected", severity="warning")
             return
-        self.edge.give_feedback(insight, FeedbackAction(action), after=self.poll)
+        self.post_message(FeedbackRequested(insight, FeedbackAction(action)))
 
     def action_cycle_severity(self) -> None:
         i = SEVERITY_FILTERS.index(self.filter.severity) if self.filter.severity in SEVERITY_FILTERS else 0

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Static
 
+from tui.context import ScreenContext
 from tui.models import ModelRow
 from tui.screens.base import EdgeScreen
 from tui.widgets.fmt import age, num, short_asset, spark
@@ -27,8 +28,11 @@ def scores_text(row: ModelRow, width: int = 16) -> Text:
 
 
 class ModelsScreen(EdgeScreen):
-    def __init__(self) -> None:
-        super().__init__(id="models")
+    LABEL = "Models"
+    HELP = "per equipment: model, version, runtime, recent scores"
+
+    def __init__(self, ctx: ScreenContext) -> None:
+        super().__init__(ctx, id="models")
         self.rows: list[ModelRow] = []
 
     def compose(self) -> ComposeResult:
@@ -46,8 +50,8 @@ class ModelsScreen(EdgeScreen):
         table.focus()
 
     async def load(self) -> None:
-        now = self.edge.now()
-        rows = await self.edge.source.models(now)
+        now = self.ctx.now()
+        rows = await self.ctx.source.models(now)
         self.rows = rows
         table = self.query_one("#model-table", DataTable)
         keep = table.cursor_row

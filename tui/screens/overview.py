@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Static, Tree
 
+from tui.context import ScreenContext
+from tui.messages import OpenEquipment
 from tui.models import AssetState, Overview, severity_rank
 from tui.screens.base import EdgeScreen
 from tui.widgets.asset_tree import AssetTree
@@ -17,13 +19,15 @@ from tui.widgets.status import StatusBar
 
 
 class OverviewScreen(EdgeScreen):
+    LABEL = "Overview"
+    HELP = "the asset tree; arrows move and fold, enter opens"
     BINDINGS = [  # noqa: RUF012
-        Binding("slash", "find", "Find"),
-        Binding("escape", "cancel_find", "Cancel", show=False),
+        Binding("slash", "find", "Find", tooltip="find an asset by name; enter jumps, esc cancels"),
+        Binding("escape", "cancel_find", "Cancel", show=False, tooltip="close the find box"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__(id="overview")
+    def __init__(self, ctx: ScreenContext) -> None:
+        super().__init__(ctx, id="overview")
         self.data: Overview | None = None
 
     def compose(self) -> ComposeResult:
@@ -42,11 +46,11 @@ class OverviewScreen(EdgeScreen):
         self.query_one(AssetTree).focus()
 
     async def load(self) -> None:
-        data = await self.edge.source.overview(self.edge.now())
+        data = await self.ctx.source.overview(self.ctx.now())
         self.data = data
         tree = self.query_one(AssetTree)
         first = not tree.nodes_by_path
-        tree.update_assets(data.assets, self.edge.now())
+        tree.update_assets(data.assets, self.ctx.now())
         if first and data.assets:
             tree.call_after_refresh(tree.move_cursor_to_line, 0)
         self._show_detail(tree.cursor_node.data if tree.cursor_node else None)
@@ -54,7 +58,7 @@ class OverviewScreen(EdgeScreen):
     def _show_detail(self, path: str | None) -> None:
         detail = self.query_one("#asset-detail", Static)
         tree = self.query_one(AssetTree)
-        now = self.edge.now()
+        now = self.ctx.now()
         if not tree.equipment:
             detail.update("No assets yet: nothing in the historian's last 15 minutes of samples or insights.")
             return
@@ -78,7 +82,7 @@ class OverviewScreen(EdgeScreen):
         detail.update(text)
 
     def _equipment_text(self, state: AssetState) -> Text:
-        now = self.edge.now()
+        now = self.ctx.now()
         text = Text(state.path + "\n", style="bold")
         text.append("\nlatest insight  ")
         text.append_text(severity_text(state.severity))
@@ -101,7 +105,7 @@ class OverviewScreen(EdgeScreen):
         path = event.node.data
         tree = self.query_one(AssetTree)
         if path is not None and path in tree.equipment and not event.node.children:
-            self.edge.open_equipment(path)
+            self.post_message(OpenEquipment(path))
 
     def action_find(self) -> None:
         box = self.query_one("#find", Input)

@@ -70,13 +70,20 @@ def stamp(ts: datetime | None) -> str:
 
 
 def num(value: float | None, digits: int = 3) -> str:
+    """A number for a table cell: at most ``digits`` decimals, trailing zeros dropped. Counts and large values
+    are plain digits (never ``2e+04``: operators read counts); only tiny values use an exponent."""
     if value is None:
         return "-"
+    if isinstance(value, int):
+        return str(value)
     if value != value:  # NaN
         return "nan"
-    if abs(value) >= 10_000 or (0 < abs(value) < 10 ** -digits):
+    if abs(value) >= 10_000:
+        return f"{value:.0f}"
+    if 0 < abs(value) < 10 ** -digits:
         return f"{value:.{digits}g}"
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{value:.{digits}f}" else f"{value}"
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def spark(values: Sequence[float], width: int = 20, lo: float | None = None, hi: float | None = None) -> str:

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.link_state import LinkState
 from tui.widgets.fmt import clock
 
 
 class StatusBar(Static):
-    """"● historian connected · broker up · updated 12:00:01 UTC", or a clear DISCONNECTED with the reason."""
+    """"● historian connected · broker up · updated 12:00:01 UTC", or a clear DISCONNECTED with the reason.
+
+    It watches the app's reactive ``link`` (a :class:`LinkState`) and redraws itself whenever that changes.
+    """
 
     DEFAULT_CSS = """
     StatusBar { height: 1; padding: 0 1; background: $panel; }
     StatusBar.-down { background: $error; color: $text; }
     """
 
-    def show(self, *, connected: bool, error: str | None, broker: str | None, updated: datetime | None,
-             operator: str) -> None:
+    def on_mount(self) -> None:
+        self.watch(self.app, "link", self.show_link)
+
+    def show_link(self, link: LinkState) -> None:
         text = Text()
-        if connected:
+        if link.connected:
             text.append("● historian connected", style="bold")
             self.remove_class("-down")
         else:
             text.append("○ DISCONNECTED", style="bold")
-            if error:
-                text.append(f": {error}")
+            if link.error:
+                text.append(f": {link.error}")
             text.append(" (reconnecting)")
             self.add_class("-down")
-        if broker is not None:
-            text.append(f" · broker {broker}")
-        text.append(f" · updated {clock(updated)} UTC · {operator}")
+        if link.broker is not None:
+            text.append(f" · broker {link.broker}")
+        text.append(f" · updated {clock(link.updated)} UTC · {link.operator}")
         self.update(text)

@@ -17,6 +17,9 @@ EXIT_USAGE = 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edge.app.plugins import MODEL_KINDS
+    from edge.core.plugins import names
+
     p = sub.add_parser("models", help="train, inspect, validate, promote and roll back anomaly models")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
@@ -40,12 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--from", dest="t_from", default=None, help="start time, ISO 8601 (with --dsn)")
     t.add_argument("--to", dest="t_to", default=None, help="end time, ISO 8601 (with --dsn)")
     t.add_argument("--name", required=True, help="model name (registry folder and MQTT topic level)")
-    t.add_argument("--kind", choices=["pca", "iforest"], default="pca")
+    t.add_argument("--kind", choices=names(MODEL_KINDS), default="pca")
     t.add_argument(
-        "--quantile", type=float, default=0.99, help="threshold = this quantile of training scores"
+        "--quantile", type=float, default=None, help="threshold = this quantile of training scores (0.99)"
     )
     t.add_argument("--holdout", type=float, default=0.2, help="share of the (latest) windows held out")
-    t.add_argument("--var", type=float, default=0.95, help="PCA: share of variance kept")
+    t.add_argument("--var", type=float, default=None, help="PCA: share of variance kept (0.95)")
     t.add_argument("--time-column", default=None)
     t.add_argument("--archive", type=Path, default=None, help="also write the package as this .tar.gz")
     t.set_defaults(func=_train)
@@ -113,7 +116,8 @@ def _err(msg: str, code: int = EXIT_FAIL) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from inference.train import train_to_registry
+    from edge.app.plugins import model_kind
+    from inference.train_registry import train_to_registry
 
     try:
         settings = _settings(args)
@@ -121,20 +125,25 @@ def _train(args: argparse.Namespace) -> int:
         return _err(str(exc), EXIT_USAGE)
     if args.dsn and not (args.asset and args.t_from and args.t_to):
         return _err("--dsn needs --asset, --from and --to", EXIT_USAGE)
+    kind = model_kind(args.kind)
+    given = {"quantile": args.quantile, "var": args.var}
+    unknown = sorted(k for k, v in given.items() if v is not None and k not in kind.settings.model_fields)
+    if unknown:
+        return _err(f"--{', --'.join(unknown)} does not apply to kind {kind.name}", EXIT_USAGE)
     try:
+        options = kind.settings.model_validate({k: v for k, v in given.items() if v is not None})
         pkg = train_to_registry(
             settings,
+            kind,
+            options,
             name=args.name,
-            kind=args.kind,
             csv=args.csv,
             parquet=args.parquet,
             dsn=args.dsn,
             asset=args.asset,
             t_from=_parse_time(args.t_from),
             t_to=_parse_time(args.t_to),
-            quantile=args.quantile,
             holdout=args.holdout,
-            var=args.var,
             time_column=args.time_column,
         )
     except (ValueError, FileNotFoundError) as exc:

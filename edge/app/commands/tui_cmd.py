@@ -131,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from tui.app import EdgeTui
-    from tui.data import HistorianSource
+    from tui.historian_source import HistorianSource
 
     app = EdgeTui(HistorianSource(t.dsn, timeout_s=args.timeout), operator=args.user, poll_s=args.poll,
                   mqtt_url=t.mqtt_url, stats_file=t.stats_file, metrics_url=t.metrics, theme=args.theme,

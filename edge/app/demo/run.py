@@ -133,10 +133,13 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
     import numpy as np
 
     from contextualize.enrich import Contextualizer
+    from edge.app.plugins import model_kind
     from edge.core.datamodel import samples_from_arrays
     from edge.simulator.plant import Plant, PlantConfig
+    from inference.manifest import build_manifest
     from inference.packages import Registry
-    from inference.train import build_manifest, features_from_samples, fit
+    from inference.train import fit
+    from inference.training_set import features_from_samples
     from inference.windows import WindowSpec
 
     settings = cfg.inference
@@ -161,8 +164,10 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
                                  n_bands=settings.n_bands, feature_order=order)
     opts.out(f"baseline: {opts.baseline_s / 60:.0f} simulated minutes, {raw.num_rows} samples, "
              f"{tset.x.shape[0]} windows x {tset.x.shape[1]} features")
-    result = fit("pca", tset, quantile=0.995, var=0.9, progress=lambda m: opts.out(f"  train: {m}"))
-    manifest = build_manifest(MODEL_NAME, "pca", tset, result, spec, settings,
+    result = fit(kind := model_kind("pca"), tset,
+                 kind.settings.model_validate({"quantile": 0.995, "var": 0.9}),
+                 progress=lambda m: opts.out(f"  train: {m}"))
+    manifest = build_manifest(MODEL_NAME, tset, result, spec, settings,
                               [f"simulator seed {opts.seed + 1000}"])
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)

@@ -1,6 +1,6 @@
 """The historian sink: envelopes from a bounded queue into the historian, through the spool when it is away.
 
-Delivery rules (issue 7):
+Delivery rules:
 
 - An envelope's ``acks`` run only once its batch is committed to the historian (or found already there by the
   ledger) or durably written to the spool. A crash before that costs nothing: the source delivers again.

@@ -23,194 +23,28 @@ the same batch will not help).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
 import psycopg
-import pyarrow as pa
-from psycopg import sql
 
-from edge.core.datamodel import FEATURE_KEY_FIELDS
 from edge.core.envelope import Envelope
-from edge.sinks.historian.pgbinary import CopyEncoder, EncodeError, PaddingTooLarge
+from edge.sinks.historian.batch_sql import LEDGER_SQL, copy_sql, insert_sql, prepare
+from edge.sinks.historian.errors import HistorianUnavailable, classify_error
+from edge.sinks.historian.pgbinary import CopyEncoder
 from edge.sinks.historian.settings import HistorianSettings
+from edge.sinks.historian.tables import table_columns
 
 log = logging.getLogger(__name__)
 
 WriteMethod = Literal["copy", "insert"]
-INSERT_SLICE = 5_000  # rows per unnest INSERT statement
 THREAD_ROWS = 50_000  # async: encode the COPY chunks of batches this big in a worker thread
-
-
-class HistorianError(Exception):
-    """Base of the writer's errors."""
-
-
-class HistorianUnavailable(HistorianError):
-    """The historian cannot be reached now (connect failed, connection broke, timeout). Spool and retry."""
-
-
-class HistorianWriteError(HistorianError):
-    """The historian refused this batch (data or schema problem). Retrying the same batch will not help."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str  # table column
-    pg_type: str  # timestamptz, float8, int2, int4, bool, text, jsonb, bytea
-    source: str | None = None  # Arrow column (default: same name); missing in the batch = NULL
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    table: str
-    columns: tuple[Column, ...]
-    conflict_free: bool = False  # True: always INSERT ... ON CONFLICT DO NOTHING (no COPY)
-
-
-def _cols(*spec: str) -> tuple[Column, ...]:
-    out = []
-    for item in spec:
-        name, pg_type = item.split(":")
-        out.append(Column(name, pg_type))
-    return tuple(out)
-
-
-TABLES: dict[str, TableSpec] = {
-    "samples": TableSpec("samples", _cols(
-        "ts:timestamptz", "recv_ts:timestamptz", "tag:text", "value:float8", "quality:int2", "flags:int4",
-        "source:text", "asset:text", "measure:text", "unit:text", "work_order:text", "product:text",
-        "batch:text", "shift:text")),
-    "features": TableSpec("features", _cols(
-        "window_start:timestamptz", "window_end:timestamptz", "asset:text", "n_samples:int4",
-        "good_fraction:float8", "flags:int4", "features:jsonb")),
-    "insights": TableSpec("insights", _cols(
-        "insight_id:text", "ts:timestamptz", "asset:text", "model:text", "model_version:text",
-        "model_sha256:text", "score:float8", "threshold:float8", "severity:text", "window_start:timestamptz",
-        "window_end:timestamptz", "top_features:jsonb", "context:jsonb", "quality_flags:int4", "gated:bool"),
-        conflict_free=True),
-    "events": TableSpec("events", _cols(
-        "ts:timestamptz", "kind:text", "source:text", "asset:text", "message:text", "detail:jsonb")),
-    "dead_letters": TableSpec("dead_letters", _cols(
-        "ts:timestamptz", "source:text", "tag:text", "reason:text", "detail:text", "payload:bytea")),
-}
-_REQUIRED: dict[str, frozenset[str]] = {
-    "samples": frozenset({"ts", "recv_ts", "tag", "quality", "source"}),
-    "features": frozenset({"window_start", "window_end", "asset", "n_samples", "good_fraction"}),
-    "insights": frozenset({"insight_id", "ts", "asset", "model", "model_version", "model_sha256", "threshold",
-                           "severity", "window_start", "window_end"}),
-    "events": frozenset({"ts", "kind", "source", "message"}),
-    "dead_letters": frozenset({"ts", "source", "reason"}),
-}
-_FEATURE_KEYS = frozenset(f.name for f in FEATURE_KEY_FIELDS)
-_PG_ARRAY = {"timestamptz": "timestamptz[]", "float8": "float8[]", "int2": "int2[]", "int4": "int4[]",
-             "int8": "int8[]", "bool": "bool[]", "text": "text[]", "jsonb": "text[]", "bytea": "bytea[]"}
-
-
-def features_json(batch: pa.RecordBatch) -> pa.Array:
-    """The feature columns of a features batch (all but the window keys) as one JSON object per row."""
-    names = [n for n in batch.schema.names if n not in _FEATURE_KEYS]
-    if not names:
-        return pa.array(["{}"] * batch.num_rows, type=pa.string())
-    cols = [batch.column(n).to_pylist() for n in names]
-    rows = [orjson.dumps(dict(zip(names, vals, strict=True))).decode() for vals in zip(*cols, strict=True)]
-    return pa.array(rows, type=pa.string())
-
-
-def table_columns(kind: str, batch: pa.RecordBatch) -> tuple[TableSpec, list[tuple[pa.Array | None, str]]]:
-    """The table for ``kind`` and, per table column, the batch's Arrow column (None: NULL) and PG type."""
-    spec = TABLES.get(kind)
-    if spec is None:
-        raise HistorianWriteError(f"unknown batch kind {kind!r} (expected one of {', '.join(TABLES)})")
-    names = set(batch.schema.names)
-    missing = sorted(_REQUIRED[kind] - names)
-    if missing:
-        raise HistorianWriteError(f"{kind} batch lacks required column(s) {', '.join(missing)}")
-    out: list[tuple[pa.Array | None, str]] = []
-    for col in spec.columns:
-        if kind == "features" and col.name == "features":
-            out.append((features_json(batch), "jsonb"))
-            continue
-        src = col.source or col.name
-        out.append((batch.column(src) if src in names else None, col.pg_type))
-    return spec, out
-
-
-@functools.cache  # per table, not per write
-def _copy_sql(spec: TableSpec) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(spec.table), sql.SQL(", ").join(sql.Identifier(c.name) for c in spec.columns))
-
-
-@functools.cache
-def _insert_sql(spec: TableSpec) -> sql.Composed:
-    names = [c.name for c in spec.columns]
-    unnest_args = sql.SQL(", ").join(
-        sql.SQL("%s::{}").format(sql.SQL(_PG_ARRAY[c.pg_type])) for c in spec.columns)
-    select = sql.SQL(", ").join(
-        sql.SQL("u.{}::jsonb").format(sql.Identifier(c.name)) if c.pg_type == "jsonb"
-        else sql.SQL("u.{}").format(sql.Identifier(c.name))
-        for c in spec.columns)
-    q = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({})").format(
-        sql.Identifier(spec.table), sql.SQL(", ").join(sql.Identifier(n) for n in names), select, unnest_args,
-        sql.SQL(", ").join(sql.Identifier(n) for n in names))
-    if spec.conflict_free:
-        q = sql.Composed([q, sql.SQL(" ON CONFLICT DO NOTHING")])
-    return q
-
-
-def _py_values(arr: pa.Array | None, n: int, start: int, stop: int) -> list[Any]:
-    if arr is None:
-        return [None] * (stop - start)
-    part = arr.slice(start, stop - start)
-    if pa.types.is_dictionary(part.type):
-        part = part.dictionary_decode()
-    return list(part.to_pylist())
-
-
-def insert_params(columns: Sequence[tuple[pa.Array | None, str]], n: int) -> list[list[list[Any]]]:
-    """Parameters of the unnest INSERT, one list of column lists per slice of INSERT_SLICE rows."""
-    slices = []
-    for start in range(0, n, INSERT_SLICE):
-        stop = min(n, start + INSERT_SLICE)
-        slices.append([_py_values(a, n, start, stop) for a, _ in columns])
-    return slices
-
-
-_LEDGER_SQL = ("INSERT INTO ingest_ledger (batch_id, kind, rows) VALUES (%s, %s, %s) "
-               "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id")
 
 
 def probe_method(version_text: str) -> WriteMethod:
     """The write method for a server that answers ``SELECT version()`` with ``version_text``."""
     low = version_text.lower()
     return "insert" if ("emscripten" in low or "emcc" in low) else "copy"
-
-
-def _prepare(columns: list[tuple[pa.Array | None, str]], n: int,
-             use_copy: bool) -> CopyEncoder | list[list[list[Any]]]:
-    """A COPY encoder or the INSERT parameter slices for the batch."""
-    if use_copy:
-        try:
-            return CopyEncoder(columns, n)
-        except PaddingTooLarge:
-            pass  # a few very long text values: INSERT is cheaper than a padded matrix
-        except EncodeError as exc:
-            raise HistorianWriteError(f"cannot encode batch for COPY: {exc}") from exc
-    return insert_params(columns, n)
-
-
-def _refused(exc: psycopg.Error, env: Envelope) -> HistorianError:
-    """Map a psycopg error to unavailable (retry later) or write error (the batch itself)."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.QueryCanceled):
-        return HistorianUnavailable(f"historian unavailable while writing {env.kind} batch {env.batch_id}: "
-                                    f"{type(exc).__name__}: {exc}")
-    return HistorianWriteError(f"historian refused {env.kind} batch {env.batch_id} ({env.num_rows} rows): "
-                               f"{type(exc).__name__}: {exc}")
 
 
 class HistorianWriter:
@@ -344,25 +178,25 @@ class HistorianWriter:
         n = env.num_rows
         method = self.probe_sync()
         use_copy = method == "copy" and not spec.conflict_free
-        prepared = _prepare(columns, n, use_copy)
+        prepared = prepare(columns, n, use_copy)
         conn = self._sync_conn()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(_LEDGER_SQL, (env.batch_id, env.kind, n))
+                cur.execute(LEDGER_SQL, (env.batch_id, env.kind, n))
                 if cur.fetchone() is None:
                     self.batches_skipped += 1
                     return False
                 if isinstance(prepared, CopyEncoder):
                     if n:
-                        with cur.copy(_copy_sql(spec)) as copy:
+                        with cur.copy(copy_sql(spec)) as copy:
                             for part in prepared.chunks():
                                 copy.write(part)
                 else:
-                    q = _insert_sql(spec)
+                    q = insert_sql(spec)
                     for p in prepared:
                         cur.execute(q, p)
         except psycopg.Error as exc:
-            err = _refused(exc, env)
+            err = classify_error(exc, env)
             if isinstance(err, HistorianUnavailable) or conn.closed or conn.broken:
                 self._drop_sync()
                 if not isinstance(err, HistorianUnavailable):
@@ -378,17 +212,17 @@ class HistorianWriter:
         n = env.num_rows
         method = await self.probe()
         use_copy = method == "copy" and not spec.conflict_free
-        prepared = _prepare(columns, n, use_copy)
+        prepared = prepare(columns, n, use_copy)
         conn = await self._async_conn()
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute(_LEDGER_SQL, (env.batch_id, env.kind, n))
+                await cur.execute(LEDGER_SQL, (env.batch_id, env.kind, n))
                 if await cur.fetchone() is None:
                     self.batches_skipped += 1
                     return False
                 if isinstance(prepared, CopyEncoder):
                     if n:
-                        async with cur.copy(_copy_sql(spec)) as copy:
+                        async with cur.copy(copy_sql(spec)) as copy:
                             parts = prepared.chunks()
                             while True:
                                 # big batches: encode each chunk off the event loop
@@ -398,11 +232,11 @@ class HistorianWriter:
                                     break
                                 await copy.write(part)
                 else:
-                    q = _insert_sql(spec)
+                    q = insert_sql(spec)
                     for p in prepared:
                         await cur.execute(q, p)
         except psycopg.Error as exc:
-            err = _refused(exc, env)
+            err = classify_error(exc, env)
             if isinstance(err, HistorianUnavailable) or conn.closed or conn.broken:
                 await self._drop_async()
                 if not isinstance(err, HistorianUnavailable):

@@ -16,8 +16,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from contextualize.uns import INSIGHTS
-from edge.core.datamodel import flag_names
+from edge.core.datamodel import INSIGHTS_TOPIC_LEVEL, flag_names
 
 SCHEMA_PATH = Path(__file__).with_name("insight.schema.json")
 SCHEMA_VERSION = 1
@@ -36,7 +35,8 @@ def insight_topic(asset: str, model: str, prefix: str = "") -> str:
 
     The same layout as :func:`contextualize.uns.insight_topic`, which raises on a name that is not a valid UNS
     segment; this one is for publishing and never raises: reserved characters and empty levels are cleaned."""
-    parts = [p for p in (_clean(prefix), _clean(asset), INSIGHTS, _clean(model).replace("/", "_")) if p]
+    levels = (_clean(prefix), _clean(asset), INSIGHTS_TOPIC_LEVEL, _clean(model).replace("/", "_"))
+    parts = [p for p in levels if p]
     return "/".join(parts)
 
 

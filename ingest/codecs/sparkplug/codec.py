@@ -23,11 +23,9 @@ counted (``skipped``) and not turned into samples. Tags are ``<group>/<edge node
 
 from __future__ import annotations
 
-import enum
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,128 +33,18 @@ import orjson
 from google.protobuf.message import DecodeError
 
 from edge.core.datamodel import EventKind, Quality, QualityFlag
-from ingest.codecs import CodecEvent, Command, Decoded, RawMessage
-from ingest.codecs.sparkplug import sparkplug_b_pb2
+from ingest.codecs import CodecEvent, Decoded, RawMessage
+from ingest.codecs.sparkplug.payload import (
+    BDSEQ_METRIC,
+    NAMESPACE,
+    bdseq_of,
+    metric_value,
+    pb,
+    rebirth_command,
+)
+from ingest.codecs.sparkplug.state import Alias, NodeState
 from ingest.deadletter import Reason
 from ingest.settings import MqttSourceSettings
-
-NAMESPACE = "spBv1.0"
-REBIRTH_METRIC = "Node Control/Rebirth"
-BDSEQ_METRIC = "bdSeq"
-pb: Any = sparkplug_b_pb2  # generated; typed as Any
-
-
-class DataType(enum.IntEnum):
-    Unknown = 0
-    Int8 = 1
-    Int16 = 2
-    Int32 = 3
-    Int64 = 4
-    UInt8 = 5
-    UInt16 = 6
-    UInt32 = 7
-    UInt64 = 8
-    Float = 9
-    Double = 10
-    Boolean = 11
-    String = 12
-    DateTime = 13
-    Text = 14
-
-
-_SIGNED_BITS = {DataType.Int8: 8, DataType.Int16: 16, DataType.Int32: 32, DataType.Int64: 64}
-_NUMERIC_FIELDS = ("int_value", "long_value", "float_value", "double_value", "boolean_value")
-
-
-def metric_value(m: Any, datatype: int) -> float | None:
-    """A metric's value as float, or None when it is not numeric. Signed ints are two's complement."""
-    kind = m.WhichOneof("value")
-    if kind is None or kind not in _NUMERIC_FIELDS:
-        return None
-    v = getattr(m, kind)
-    if kind == "int_value" and datatype in _SIGNED_BITS:
-        bits = _SIGNED_BITS[DataType(datatype)]
-        if v >= 1 << 31:  # sign-extended to 32 bits (Sparkplug 3.0)
-            v -= 1 << 32
-        elif bits < 32 and v >= 1 << (bits - 1):  # written in its own width
-            v -= 1 << bits
-    elif kind == "long_value" and datatype == DataType.Int64 and v >= 1 << 63:
-        v -= 1 << 64
-    return float(v)
-
-
-def make_payload(metrics: Sequence[tuple[str | None, int | None, int, Any]], *, seq: int | None,
-                 timestamp_ms: int | None = None, historical: bool = False,
-                 metric_ts_ms: Sequence[int] | None = None) -> bytes:
-    """A Sparkplug B payload: metrics are (name or None, alias or None, datatype, value), each timestamped
-    with the payload's time or, given ``metric_ts_ms``, with its own."""
-    p = pb.Payload()
-    p.timestamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-    if seq is not None:
-        p.seq = seq
-    for i, (name, alias, datatype, value) in enumerate(metrics):
-        m = p.metrics.add()
-        if name is not None:
-            m.name = name
-        if alias is not None:
-            m.alias = alias
-        m.datatype = int(datatype)
-        m.timestamp = p.timestamp if metric_ts_ms is None else metric_ts_ms[i]
-        if historical:
-            m.is_historical = True
-        set_metric_value(m, int(datatype), value)
-    return bytes(p.SerializeToString())
-
-
-def set_metric_value(m: Any, datatype: int, value: Any) -> None:
-    if value is None:
-        m.is_null = True
-    elif datatype == DataType.Boolean:
-        m.boolean_value = bool(value)
-    elif datatype == DataType.Float:
-        m.float_value = float(value)
-    elif datatype == DataType.Double:
-        m.double_value = float(value)
-    elif datatype in (DataType.Int64, DataType.UInt64, DataType.DateTime):
-        m.long_value = int(value) & 0xFFFFFFFFFFFFFFFF
-    elif datatype in (DataType.Int8, DataType.Int16, DataType.Int32, DataType.UInt8, DataType.UInt16,
-                      DataType.UInt32):
-        m.int_value = int(value) & 0xFFFFFFFF
-    else:
-        m.string_value = str(value)
-
-
-def rebirth_command(group: str, node: str) -> Command:
-    """NCMD ``Node Control/Rebirth`` = true for an edge node (QoS 0, as the specification says)."""
-    payload = make_payload([(REBIRTH_METRIC, None, DataType.Boolean, True)], seq=None)
-    return Command(f"{NAMESPACE}/{group}/NCMD/{node}", payload, qos=0)
-
-
-def state_payload(online: bool, timestamp_ms: int) -> bytes:
-    """The host application's STATE payload (Sparkplug 3.0: JSON, published retained at QoS 1)."""
-    return orjson.dumps({"online": online, "timestamp": timestamp_ms})
-
-
-@dataclass
-class _Alias:
-    tag: str
-    datatype: int
-
-
-@dataclass
-class _Node:
-    group: str
-    node: str
-    born: bool = False
-    online: bool = False
-    bdseq: int | None = None
-    seq: int | None = None
-    aliases: dict[int, _Alias] = field(default_factory=dict)  # node metrics
-    devices: dict[str, dict[int, _Alias]] = field(default_factory=dict)  # device -> alias table
-    dead_devices: set[str] = field(default_factory=set)
-    last: dict[str, tuple[float, int]] = field(default_factory=dict)  # tag -> (value, quality)
-    device_of: dict[str, str] = field(default_factory=dict)  # tag -> device ("" for node metrics)
-    rebirth_requested_at: float = -1e18
 
 
 class SparkplugCodec:
@@ -176,7 +64,7 @@ class SparkplugCodec:
         self.rebirth_interval_s = rebirth_interval_s
         self.request_rebirth = request_rebirth
         self.clock = clock
-        self.nodes: dict[tuple[str, str], _Node] = {}
+        self.nodes: dict[tuple[str, str], NodeState] = {}
         self.counters: Counter[str] = Counter()
         self.host_states: dict[str, bool] = {}
 
@@ -220,7 +108,7 @@ class SparkplugCodec:
         key = (group, node)
         st = self.nodes.get(key)
         if st is None:
-            st = self.nodes[key] = _Node(group, node)
+            st = self.nodes[key] = NodeState(group, node)
         self.counters[mtype] += 1
         if mtype == "NBIRTH":
             self._nbirth(st, p, recv_us, out)
@@ -257,7 +145,7 @@ class SparkplugCodec:
                                          f"Sparkplug host {host} is {'online' if online else 'offline'}",
                                          {"host": host, "online": online}))
 
-    def _request_rebirth(self, st: _Node, why: str, recv_us: int, out: Decoded,
+    def _request_rebirth(self, st: NodeState, why: str, recv_us: int, out: Decoded,
                          detail: dict[str, Any] | None = None) -> None:
         now = self.clock()
         if not self.request_rebirth or now - st.rebirth_requested_at < self.rebirth_interval_s:
@@ -269,7 +157,7 @@ class SparkplugCodec:
                                      f"Sparkplug node {st.group}/{st.node}: {why}; rebirth requested",
                                      {"group": st.group, "node": st.node, "reason": why, **(detail or {})}))
 
-    def _check_seq(self, st: _Node, p: Any, mtype: str, recv_us: int, out: Decoded) -> None:
+    def _check_seq(self, st: NodeState, p: Any, mtype: str, recv_us: int, out: Decoded) -> None:
         if not st.born:
             self._request_rebirth(st, f"{mtype} before any NBIRTH", recv_us, out)
             return
@@ -290,8 +178,8 @@ class SparkplugCodec:
             return int(p.timestamp) * 1000
         return recv_us
 
-    def _nbirth(self, st: _Node, p: Any, recv_us: int, out: Decoded) -> None:
-        bdseq = _bdseq(p)
+    def _nbirth(self, st: NodeState, p: Any, recv_us: int, out: Decoded) -> None:
+        bdseq = bdseq_of(p)
         st.born, st.online, st.bdseq = True, True, bdseq
         st.seq = int(p.seq) & 0xFF if p.HasField("seq") else 0
         st.aliases = {}
@@ -304,8 +192,8 @@ class SparkplugCodec:
                                      {"group": st.group, "node": st.node, "bdSeq": bdseq,
                                       "metrics": len(p.metrics)}))
 
-    def _dbirth(self, st: _Node, device: str, p: Any, recv_us: int, out: Decoded) -> None:
-        table: dict[int, _Alias] = {}
+    def _dbirth(self, st: NodeState, device: str, p: Any, recv_us: int, out: Decoded) -> None:
+        table: dict[int, Alias] = {}
         st.devices[device] = table
         st.dead_devices.discard(device)
         self._birth_metrics(st, device, table, p, recv_us, out)
@@ -314,7 +202,7 @@ class SparkplugCodec:
                                      {"group": st.group, "node": st.node, "device": device,
                                       "metrics": len(p.metrics)}))
 
-    def _birth_metrics(self, st: _Node, device: str, table: dict[int, _Alias], p: Any, recv_us: int,
+    def _birth_metrics(self, st: NodeState, device: str, table: dict[int, Alias], p: Any, recv_us: int,
                        out: Decoded) -> None:
         ts: list[int] = []
         codes: list[int] = []
@@ -326,14 +214,14 @@ class SparkplugCodec:
                 continue
             tag = self.tag(st.group, st.node, device, name)
             if m.HasField("alias"):
-                table[int(m.alias)] = _Alias(tag, int(m.datatype))
+                table[int(m.alias)] = Alias(tag, int(m.datatype))
             st.device_of[tag] = device
             if name == BDSEQ_METRIC or name.startswith("Node Control/"):
                 continue
             self._sample(st, tag, m, int(m.datatype), p, recv_us, ts, codes, vals, flags, out)
         self._add(out, ts, codes, vals, flags)
 
-    def _sample(self, st: _Node, tag: str, m: Any, datatype: int, p: Any, recv_us: int, ts: list[int],
+    def _sample(self, st: NodeState, tag: str, m: Any, datatype: int, p: Any, recv_us: int, ts: list[int],
                 codes: list[int], vals: list[float], flags: list[int], out: Decoded) -> None:
         if m.is_null:
             self.counters["null"] += 1
@@ -364,7 +252,7 @@ class SparkplugCodec:
                     np.asarray(vals, dtype=np.float64), np.full(n, quality, dtype=np.int16),
                     np.asarray(flags, dtype=np.int32))
 
-    def _data(self, st: _Node, device: str, p: Any, recv_us: int, out: Decoded, payload: bytes) -> None:
+    def _data(self, st: NodeState, device: str, p: Any, recv_us: int, out: Decoded, payload: bytes) -> None:
         if device:
             table = st.devices.get(device)
             if table is None:
@@ -426,7 +314,7 @@ class SparkplugCodec:
                          tag=self.tag(st.group, st.node, device, "?"), payload=payload)
             self._request_rebirth(st, "unknown alias", recv_us, out)
 
-    def _stale(self, st: _Node, devices: set[str] | None, ts_us: int, out: Decoded) -> int:
+    def _stale(self, st: NodeState, devices: set[str] | None, ts_us: int, out: Decoded) -> int:
         """One STALE sample per tag of ``devices`` (None: all of the node) repeating its last value."""
         ts: list[int] = []
         codes: list[int] = []
@@ -442,8 +330,8 @@ class SparkplugCodec:
         self._add(out, ts, codes, vals, flags, quality=int(Quality.UNCERTAIN))
         return len(ts)
 
-    def _ndeath(self, st: _Node, p: Any, recv_us: int, out: Decoded) -> None:
-        bdseq = _bdseq(p)
+    def _ndeath(self, st: NodeState, p: Any, recv_us: int, out: Decoded) -> None:
+        bdseq = bdseq_of(p)
         if st.bdseq is not None and bdseq is not None and bdseq != st.bdseq:
             self.counters["ndeath_ignored"] += 1
             out.events.append(CodecEvent(recv_us, EventKind.CONNECTION,
@@ -458,20 +346,10 @@ class SparkplugCodec:
                                      f"Sparkplug node {st.group}/{st.node} died; {n} tags stale",
                                      {"group": st.group, "node": st.node, "bdSeq": bdseq, "stale_tags": n}))
 
-    def _ddeath(self, st: _Node, device: str, p: Any, recv_us: int, out: Decoded) -> None:
+    def _ddeath(self, st: NodeState, device: str, p: Any, recv_us: int, out: Decoded) -> None:
         ts_us = int(p.timestamp) * 1000 if p.HasField("timestamp") else recv_us
         st.dead_devices.add(device)
         n = self._stale(st, {device}, ts_us, out)
         out.events.append(CodecEvent(recv_us, EventKind.CONNECTION,
                                      f"Sparkplug device {st.group}/{st.node}/{device} died; {n} tags stale",
                                      {"group": st.group, "node": st.node, "device": device, "stale_tags": n}))
-
-
-def _bdseq(p: Any) -> int | None:
-    """The bdSeq metric of an NBIRTH/NDEATH payload (the last one, if repeated); None if absent or null."""
-    bdseq = None
-    for m in p.metrics:
-        if m.name == BDSEQ_METRIC:
-            v = metric_value(m, m.datatype or DataType.Int64)
-            bdseq = int(v) if v is not None else None
-    return bdseq

@@ -14,7 +14,7 @@ before connecting, then ``births()``); each new connection gets a new bdSeq (0..
 wraps, NBIRTH has seq 0; NBIRTH carries ``Node Control/Rebirth``; a device's DBIRTH (every metric with its
 current value, null for a model not seen yet) goes out before its first DDATA, and again after any
 (re)birth. NDEATH at QoS 1, births and data at QoS 0 (Sparkplug requires QoS 0 for them). The protobuf and
-helpers are ingest's (``ingest.codecs.sparkplug.codec``).
+helpers are ingest's (``ingest.codecs.sparkplug.payload``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from ingest.codecs import Command
-from ingest.codecs.sparkplug.codec import BDSEQ_METRIC, NAMESPACE, REBIRTH_METRIC, DataType, make_payload, pb
+from ingest.codecs.sparkplug.payload import (
+    BDSEQ_METRIC,
+    NAMESPACE,
+    REBIRTH_METRIC,
+    DataType,
+    make_payload,
+    pb,
+)
 
 METRICS: tuple[tuple[str, int], ...] = (
     ("score", DataType.Double),

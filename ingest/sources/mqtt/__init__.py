@@ -1,8 +1,8 @@
-"""MQTT ingest: a paho-mqtt 2.x source with JSON and Sparkplug B codecs (``ingest.codecs``).
+"""MQTT ingest: a paho-mqtt 2.x source decoding through a codec (``ingest.codecs``: JSON, Sparkplug B).
 
-``MqttSource`` and ``make_codec`` are imported on first use, so that the decode worker process
+``MqttSource`` is imported on first use, so that the decode worker process
 (``python -m ingest.sources.mqtt.decode_worker``) starts without loading paho and the source's other
-dependencies.
+dependencies. The caller builds the codec (``edge.app.plugins.make_codec``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ingest.sources.mqtt.source import MqttSource, make_codec
+    from ingest.sources.mqtt.source import MqttSource
 
-__all__ = ["MqttSource", "make_codec"]
+__all__ = ["MqttSource"]
 
 
 def __getattr__(name: str) -> Any:

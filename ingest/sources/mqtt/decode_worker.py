@@ -1,25 +1,24 @@
 """Decoding MQTT payloads in a worker process, so that a second core does the codec's work.
 
-The MQTT source's network thread runs paho (about 28 us of CPU a message) and, without a worker, the codec
-too (the JSON codec about 32 us a batched message, plus the Arrow batch). With ``decode_workers`` set, the
-network thread only gathers a batch's payloads and, when it cuts the batch, sends them to a worker process
+The MQTT source's network thread runs paho and, without a worker, the codec too (for the JSON codec about as
+much CPU again, plus the Arrow batch). With ``decode_workers`` set, the network thread only gathers a batch's
+payloads and, when it cuts the batch, sends them to a worker process
 (``python -m ingest.sources.mqtt.decode_worker``); the worker decodes them with its own codec, builds the
-SAMPLES and
-DEAD_LETTERS Arrow batches and the batch-id fingerprints, and sends them back. The source hands batches over
-in the order it cut them, whatever worker decoded them, and acknowledges them only after they were emitted and
-acknowledged downstream, exactly as without a worker.
+SAMPLES and DEAD_LETTERS Arrow batches and the batch-id fingerprints, and sends them back. The source hands
+batches over in the order it cut them, whatever worker decoded them, and acknowledges them only after they
+were emitted and acknowledged downstream, exactly as without a worker.
 
 Protocol: two pipes (1 MiB each where the kernel allows), frames of an 8-byte little-endian length and a
 body. Source -> worker: first the settings (``MqttSourceSettings.model_dump()``, pickled), then one frame per
 batch: ``seq, recv_us, now_us, n`` (``_REQUEST``), the n topic lengths and n payload lengths (uint32), the
 topics, the payloads. The payloads go into the pipe straight from the source's bytes objects (``os.writev``),
-with no copy in between (pickling them cost the network thread about 3 us a 6 kB message). Worker -> source
+with no copy in between (pickling them would cost the network thread time per message). Worker -> source
 (pickles): ``("ready",)`` once its imports are done, then ``(seq, DecodedBatch)`` per batch, or
 ``(seq, None, traceback)`` if decoding raised (the source then decodes that batch itself, so a codec bug
 behaves as it does without a worker).
 
 The worker is stateless between batches, so when it dies (or hangs) the source decodes the batches it had
-in flight itself, from the payloads it kept, and gets the same rows; see ``MqttSource._worker_failed``. The
+in flight itself, from the payloads it kept, and gets the same rows; see ``workers``. The
 worker ends when its request pipe closes (the source stopped or died) and, on Linux, is killed when the
 thread that started it exits (``PR_SET_PDEATHSIG``), so it never outlives the source. It ignores SIGINT (a
 Ctrl-C in a terminal reaches the whole process group): the source decides when it stops.
@@ -44,12 +43,15 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ingest.codecs import Codec, CodecEvent, Command, Decoded
+
+if TYPE_CHECKING:  # the worker process does not load pydantic and the settings
+    from ingest.settings import MqttSourceSettings
 
 _LEN = struct.Struct("<Q")
 _REQUEST = struct.Struct("<qqqI")  # seq, recv_us, now_us, number of messages
@@ -59,14 +61,25 @@ PIPE_SIZE = 1 << 20  # bytes; Linux's default pipe-max-size for unprivileged pro
 READY = ("ready",)
 
 
+def default_decode_workers(settings: MqttSourceSettings) -> int:
+    """Worker processes a source decodes with: the setting, or (unset) 1 for the JSON codec on a host with
+    two cores or more, else 0. The Sparkplug codec keeps per-node state (aliases, sequence numbers) and
+    always decodes in the network thread."""
+    if settings.codec != "json":
+        return 0
+    if settings.decode_workers is not None:
+        return settings.decode_workers
+    return 1 if (os.cpu_count() or 1) >= 2 else 0
+
+
 class WorkerDied(Exception):
     """The worker process ended, closed its pipe, or could not be written to."""
 
 
 def fingerprints(topics: Sequence[bytes], payloads: Sequence[bytes]) -> bytes:
     """One fixed-size record per message (CRC-32 and Adler-32 of the payload, its length, CRC-32 of the
-    topic) for the batch id, which so does not depend on how a batch was chunked for decoding.
-    (blake2b over whole payloads cost 8 us a 7 kB message; this about 3.)"""
+    topic) for the batch id, which so does not depend on how a batch was chunked for decoding (and is cheaper
+    than hashing whole payloads with blake2b)."""
     n = len(payloads)
     rec = np.empty((n, 4), dtype=np.uint32)
     rec[:, 0] = np.fromiter(map(zlib.crc32, payloads), dtype=np.uint32, count=n)

@@ -1,8 +1,8 @@
 """The OPC-UA source: an asyncua client whose subscriptions fill columnar buffers, emitted as SAMPLES batches.
 
-Fast path: asyncua 2.x delivers each data change to a callback handler in a task of its own (about 15 µs a
-value here) or through a queue of per-value event objects. This source instead subclasses
-``Subscription`` and takes the whole ``PublishResult`` in ``publish_callback``. With ``fast_decode`` (the
+Fast path: asyncua 2.x delivers each data change to a callback handler in a task of its own, or through a
+queue of per-value event objects, both costly per value. This source instead subclasses ``Subscription``
+and takes the whole ``PublishResult`` in ``publish_callback`` (``subscription``). With ``fast_decode`` (the
 default) the session's publish responses are decoded by :mod:`ingest.sources.opcua.fastdecode` straight
 into column lists, which this source turns into numpy chunks without a Python
 step per value; responses that decoder declines (strings, arrays, status changes) go through asyncua and a
@@ -11,7 +11,8 @@ one-pass loop over ``MonitoredItems``. A flush concatenates the chunks into one 
 
 Nodes are named by namespace URI or browse path and resolved again at every connect. On a lost connection the
 source reconnects with backoff, recreates its subscriptions and emits a ``connection`` event for the gap
-(start = last value before the loss, end = first value after it, cause).
+(start = last value before the loss, end = first value after it, cause). Sessions and their security:
+``security``; node names: ``nodes``; server and client certificates: ``certs``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import numpy as np
 import pyarrow as pa
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.common.subscription import Subscription
-from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from edge.core.component import Emit, Role
@@ -38,67 +37,22 @@ from edge.core.envelope import Envelope, batch_id_for
 from edge.core.settings import PipelineSettings
 from ingest.settings import OpcUaSourceSettings
 from ingest.sources.opcua import fastdecode
-from ingest.sources.opcua.certs import CLIENT_APP_URI, CertificateRefused, Pki
+from ingest.sources.opcua.certs import CertificateRefused
+from ingest.sources.opcua.columns import Columns
 from ingest.sources.opcua.fastdecode import DataChangeColumns
 from ingest.sources.opcua.nodes import NodeName, NodeNameError, Resolver, parse_node_name
+from ingest.sources.opcua.security import open_client
+from ingest.sources.opcua.subscription import subscribe
 
 log = logging.getLogger("ingest.sources.opcua")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _NAN = math.nan
-_POLICY_CLASSES = {
-    "Basic256Sha256": "SecurityPolicyBasic256Sha256",
-    "Aes128_Sha256_RsaOaep": "SecurityPolicyAes128Sha256RsaOaep",
-    "Aes256_Sha256_RsaPss": "SecurityPolicyAes256Sha256RsaPss",
-}
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-class _Columns:
-    """Column buffers of one micro-batch: python lists (values decoded by asyncua) and numpy chunks
-    (values from the fast decoder), concatenated once when the batch is built."""
-
-    __slots__ = ("chunks", "n", "q", "recv", "tag", "ts", "val")
-
-    def __init__(self) -> None:
-        self.ts: list[int] = []
-        self.recv: list[int] = []
-        self.tag: list[int] = []
-        self.val: list[float] = []
-        self.q: list[int] = []
-        self.chunks: list[tuple[np.ndarray[Any, Any], ...]] = []  # (ts, recv, tag, val, q)
-        self.n = 0
-
-
-class _BulkSubscription(Subscription):
-    """A subscription that hands each publish response to the source whole (no per-value task)."""
-
-    def __init__(self, session: Any, params: ua.CreateSubscriptionParameters, source: OpcUaSource,
-                 handles: dict[int, int]) -> None:
-        super().__init__(session, params, handler=None, queue_maxsize=1)
-        self._source = source
-        self._handles = handles  # client handle -> tag index
-
-    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
-        self.last_publish_at = time.monotonic()
-        message = publish_result.NotificationMessage
-        if not message.NotificationData:
-            return
-        self.last_sequence_number = int(message.SequenceNumber)
-        source = self._source
-        for notif in message.NotificationData:
-            if notif.__class__ is DataChangeColumns:
-                source._take_columns(notif, self._handles)
-            elif isinstance(notif, ua.DataChangeNotification):
-                source._take(notif.MonitoredItems, self._handles)
-            elif isinstance(notif, ua.StatusChangeNotification):
-                source._status_change(notif.Status)
-        if source._cols.n >= source.batch_rows:
-            await source.flush()
 
 
 class OpcUaSource:
@@ -124,7 +78,7 @@ class OpcUaSource:
         self.tags = [n.tag for n in settings.nodes]
         self.node_names: list[NodeName] = [parse_node_name(n.node) for n in settings.nodes]
         self._tag_dict = pa.array(self.tags, type=pa.string())
-        self._cols = _Columns()
+        self._cols = Columns()
         self._ts_mode = settings.timestamp
         self._stop = asyncio.Event()
         self._emit_lock = asyncio.Lock()
@@ -188,34 +142,7 @@ class OpcUaSource:
     async def connect(self) -> Client:
         """Open a session with the configured security; raises :class:`CertificateRefused` for an
         untrusted server certificate."""
-        s = self.settings
-        # the keep-alive probe times out after watchdog_intervall: 1 s (asyncua's default) gave false
-        # disconnects from a busy server (creating thousands of monitored items); a closed socket is
-        # still seen at once, a silent dead link after about request_timeout_s
-        client = Client(s.endpoint, timeout=s.request_timeout_s, watchdog_intervall=s.request_timeout_s)
-        client.application_uri = CLIENT_APP_URI
-        client.name = client.description = f"factory-edge {self.name}"
-        if s.username:
-            client.set_user(s.username)
-            if s.password is not None:
-                client.set_password(s.password.resolve())
-        if s.security_mode != "None":
-            if s.security_policy == "None":
-                raise ValueError(f"source {self.name}: security_mode {s.security_mode} "
-                                 "needs a security_policy")
-            from asyncua.crypto import security_policies
-
-            pki = Pki(s.pki_dir)
-            cert, key = await pki.ensure_own(CLIENT_APP_URI)
-            policy = getattr(security_policies, _POLICY_CLASSES[s.security_policy])
-            mode = getattr(ua.MessageSecurityMode, s.security_mode)
-            endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), s.request_timeout_s)
-            endpoint = Client.find_endpoint(endpoints, mode, policy.URI)
-            der = _first_cert(endpoint.ServerCertificate)
-            pki.check_server(der, s.endpoint, trust_on_first_use=s.trust_on_first_use)
-            await client.set_security(policy, str(cert), str(key), server_certificate=der, mode=mode)
-        await asyncio.wait_for(client.connect(), s.request_timeout_s)
-        return client
+        return await open_client(self.settings, self.name)
 
     async def _session(self) -> str | None:
         """Connect, subscribe, take data until the connection is lost (returns the cause) or stop (None)."""
@@ -253,7 +180,7 @@ class OpcUaSource:
                 fastdecode.install(client.uaclient.session)
             chunk = s.max_nodes_per_subscription
             for start in range(0, len(items), chunk):
-                await self._subscribe(client, items[start:start + chunk], handles)
+                await subscribe(self, client, items[start:start + chunk], handles)
             # asyncua keeps one publish request in flight; with several subscriptions (or a slow link)
             # the server then holds notifications back. Extra publish loops keep more requests queued.
             session = client.uaclient.session
@@ -281,41 +208,6 @@ class OpcUaSource:
             self._lost = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 2.0)
-
-    async def _subscribe(self, client: Client, items: list[tuple[int, ua.NodeId]],
-                         handles: dict[int, int]) -> None:
-        s = self.settings
-        params = ua.CreateSubscriptionParameters()
-        params.RequestedPublishingInterval = float(s.publishing_interval_ms)
-        params.RequestedLifetimeCount = 10000
-        params.RequestedMaxKeepAliveCount = client.get_keepalive_count(float(s.publishing_interval_ms))
-        params.MaxNotificationsPerPublish = 0  # no cap from our side
-        params.PublishingEnabled = True
-        params.Priority = 0
-        sub = _BulkSubscription(client.uaclient.session, params, self, handles)
-        await sub.init()
-        requests = []
-        for i, nodeid in items:
-            node_cfg = s.nodes[i]
-            rv = ua.ReadValueId(NodeId=nodeid, AttributeId=AttributeIds.Value)
-            mp = ua.MonitoringParameters()
-            mp.ClientHandle = i + 1
-            mp.SamplingInterval = float(s.sampling_interval_ms)
-            mp.QueueSize = s.queue_size
-            mp.DiscardOldest = True
-            if node_cfg.deadband != "none":
-                mp.Filter = ua.DataChangeFilter(
-                    Trigger=ua.DataChangeTrigger.StatusValue,
-                    DeadbandType=1 if node_cfg.deadband == "absolute" else 2,
-                    DeadbandValue=node_cfg.deadband_value,
-                )
-            requests.append(ua.MonitoredItemCreateRequest(
-                ItemToMonitor=rv, MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=mp))
-        results = await sub.create_monitored_items(requests)
-        for (i, _), res in zip(items, results, strict=True):
-            if isinstance(res, ua.StatusCode):
-                log.warning("monitored item refused", extra={"source": self.name, "tag": self.tags[i],
-                                                             "status": res.name})
 
     # -- data path (runs inside asyncua's publish loop) ---------------------------------------------
     def _take(self, items: list[ua.MonitoredItemNotification], handles: dict[int, int]) -> None:
@@ -428,7 +320,7 @@ class OpcUaSource:
 
     async def flush(self) -> None:
         """Emit what is buffered: pending gap events first, then one samples batch."""
-        cols, self._cols = self._cols, _Columns()
+        cols, self._cols = self._cols, Columns()
         events, self._pending_events = self._pending_events, []
         if not cols.n and not events:
             return
@@ -445,7 +337,7 @@ class OpcUaSource:
                 await self.emit(Envelope("samples", batch, bid))
                 self.batches_emitted += 1
 
-    def _samples_batch(self, cols: _Columns) -> pa.RecordBatch:
+    def _samples_batch(self, cols: Columns) -> pa.RecordBatch:
         parts: list[tuple[np.ndarray[Any, Any], ...]] = []
         if cols.ts:
             parts.append((np.array(cols.ts, dtype=np.int64), np.array(cols.recv, dtype=np.int64),
@@ -456,17 +348,6 @@ class OpcUaSource:
                                  for c in zip(*parts, strict=True))
         tags = pa.DictionaryArray.from_arrays(pa.array(tag, type=pa.int32()), self._tag_dict)
         return samples_from_arrays(ts, tags, val, source=self.name, quality=q, recv_ts_us=recv)
-
-
-def _first_cert(der_chain: bytes) -> bytes:
-    """The leaf certificate of a DER chain (servers may send the chain concatenated)."""
-    if len(der_chain) < 4 or der_chain[0] != 0x30:
-        return der_chain
-    if der_chain[1] & 0x80:
-        nbytes = der_chain[1] & 0x7F
-        length = int.from_bytes(der_chain[2:2 + nbytes], "big")
-        return der_chain[:2 + nbytes + length]
-    return der_chain[:2 + der_chain[1]]
 
 
 def _iso(us: int) -> str:

@@ -17,7 +17,7 @@ from edge.app.config import (
     schema_text,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 FIRMWARE = REPO / "firmware-config"
 
 

@@ -168,7 +168,7 @@ def test_demo_site_layout_matches_firmware_config() -> None:
     """The simulator publishes what firmware-config's demo box subscribes to, in its tag map's units."""
     from edge.app.config import load_config
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[3]
     cfg = load_config(repo / "firmware-config", "demo-box").config
     plant = Plant(PlantConfig.demo_site(), start_us=0)
     mapped = cfg.assets.tags

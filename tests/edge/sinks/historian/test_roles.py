@@ -11,8 +11,9 @@ import pytest
 
 from edge.core.envelope import Envelope
 from edge.sinks.historian.admin import READER_ROLE, WRITER_ROLE, apply_grants, init_historian
+from edge.sinks.historian.errors import HistorianWriteError
 from edge.sinks.historian.settings import HistorianSettings
-from edge.sinks.historian.writer import HistorianWriteError, HistorianWriter
+from edge.sinks.historian.writer import HistorianWriter
 from tests.fixtures.historian_helpers import as_user, denied, events_batch, samples_batch
 from tests.fixtures.historian_helpers import historian as historian  # fixture
 

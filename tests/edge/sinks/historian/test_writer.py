@@ -14,15 +14,11 @@ import pytest
 
 from edge.core.datamodel import CONTEXTUALIZED_SAMPLES, SAMPLES, batch_from_rows, samples_from_arrays
 from edge.core.envelope import Envelope, batch_id_for
+from edge.sinks.historian.errors import HistorianUnavailable, HistorianWriteError
 from edge.sinks.historian.pgbinary import encode_copy
 from edge.sinks.historian.settings import HistorianSettings
-from edge.sinks.historian.writer import (
-    HistorianUnavailable,
-    HistorianWriteError,
-    HistorianWriter,
-    probe_method,
-    table_columns,
-)
+from edge.sinks.historian.tables import table_columns
+from edge.sinks.historian.writer import HistorianWriter, probe_method
 from tests.fixtures.historian_helpers import (
     SAMPLE_COLS,
     T0,

@@ -7,16 +7,18 @@ import logging
 import numpy as np
 import pytest
 
+from inference.models.pca.kind import KIND as PCA
 from inference.runtimes.base import Runtime
 from inference.runtimes.onnx.runtime import OnnxRuntime
-from inference.train import TrainingSet, fit
+from inference.train import fit
+from inference.training_set import TrainingSet
 
 
 @pytest.fixture(scope="module")
 def onnx_model() -> bytes:
     rng = np.random.default_rng(0)
     return fit(
-        "pca", TrainingSet([f"f{i}" for i in range(4)], rng.normal(size=(200, 4)), np.arange(200))
+        PCA, TrainingSet([f"f{i}" for i in range(4)], rng.normal(size=(200, 4)), np.arange(200))
     ).onnx
 
 
@@ -90,7 +92,7 @@ def test_cuda_is_requested_when_a_gpu_is_present_fake_gpu(
     """No GPU here: with the GPU check faked to say yes, the CUDA request reaches onnxruntime unchanged."""
     import onnxruntime as ort
 
-    from inference.runtimes import onnx_runtime
+    from inference.runtimes.onnx import runtime as onnx_runtime
 
     real = ort.InferenceSession
     seen: list[list[str]] = []

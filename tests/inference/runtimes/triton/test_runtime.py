@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inference.models.pca.kind import KIND as PCA
 from inference.packages import ModelPackage, write_package
 from inference.runtimes.base import InferenceError, ModelMismatchError
 from inference.runtimes.onnx.runtime import OnnxRuntime
 from inference.runtimes.triton.runtime import TritonRuntime, write_triton_model
-from inference.train import TrainingSet, fit
+from inference.train import fit
+from inference.training_set import TrainingSet
 from tests.fixtures.triton.harness import TritonServer, free_port
 
 pytestmark = pytest.mark.triton
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.triton
 def _package(tmp: Path, name: str, n: int = 5) -> ModelPackage:
     rng = np.random.default_rng(1)
     ts = TrainingSet([f"f{i}" for i in range(n)], rng.normal(size=(200, n)), np.arange(200))
-    r = fit("pca", ts)
+    r = fit(PCA, ts)
     return write_package(
         tmp / name,
         {

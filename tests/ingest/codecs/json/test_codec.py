@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from edge.core.datamodel import SAMPLES, QualityFlag
 from ingest.codecs import Decoded
-from ingest.codecs.json.codec import JsonCodec, compile_topic_pattern
+from ingest.codecs.json.codec import JsonCodec
+from ingest.codecs.json.paths import compile_topic_pattern
 from ingest.deadletter import Reason
 
 T0_US = int(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp() * 1_000_000)

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from edge.core.datamodel import SAMPLES, Quality, QualityFlag
 from ingest.codecs import Decoded
-from ingest.codecs.sparkplug.codec import (
+from ingest.codecs.sparkplug.codec import SparkplugCodec
+from ingest.codecs.sparkplug.payload import (
     BDSEQ_METRIC,
     REBIRTH_METRIC,
     DataType,
-    SparkplugCodec,
     make_payload,
     metric_value,
     pb,

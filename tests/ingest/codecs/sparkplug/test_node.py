@@ -9,15 +9,15 @@ import pyarrow as pa
 
 from edge.core.datamodel import INSIGHTS, batch_from_rows
 from ingest.codecs import Command, Decoded
-from ingest.codecs.sparkplug.codec import (
+from ingest.codecs.sparkplug.codec import SparkplugCodec
+from ingest.codecs.sparkplug.node import SparkplugInsightsNode, device_id, is_rebirth_request
+from ingest.codecs.sparkplug.payload import (
     REBIRTH_METRIC,
     DataType,
-    SparkplugCodec,
     make_payload,
     pb,
     rebirth_command,
 )
-from ingest.codecs.sparkplug.node import SparkplugInsightsNode, device_id, is_rebirth_request
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 ASSET = "site/line1/pump1"

@@ -24,8 +24,9 @@ from edge.core.metrics import Metrics
 from edge.core.settings import BrokerSettings
 from edge.sinks.historian.migrate import migrate
 from ingest.codecs import Decoded
-from ingest.codecs.sparkplug.codec import SparkplugCodec, pb, rebirth_command
+from ingest.codecs.sparkplug.codec import SparkplugCodec
 from ingest.codecs.sparkplug.node import device_id
+from ingest.codecs.sparkplug.payload import pb, rebirth_command
 from ingest.codecs.sparkplug.publisher import BdSeqFile, OutboxTail, SparkplugPublisher
 from tests.conftest import MqttTarget
 from tests.fixtures.delivery_helpers import async_wait_until

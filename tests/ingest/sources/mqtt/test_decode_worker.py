@@ -24,9 +24,9 @@ from ingest.settings import MqttSourceSettings
 from ingest.sources.mqtt import MqttSource
 from ingest.sources.mqtt.decode_worker import DecodedBatch, decode_batch
 from tests.conftest import MqttTarget
-from tests.ingest.sources.mqtt.test_source import Collector, publisher, running, until
+from tests.ingest.sources.mqtt.test_source import Collector, mqtt_source, publisher, running, until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 T0_MS = 1772323200000  # 2026-03-01T00:00:00Z
 
 
@@ -163,8 +163,8 @@ async def test_same_rows_and_dead_letters_as_decoding_in_the_thread(mqtt: MqttTa
     """Two sources on the same stream, one with a worker and one without: the same rows, dead letters, ids."""
     thread_c, worker_c = Collector(), Collector()
     broker = broker_at(mqtt.url)
-    in_thread = MqttSource(settings(mqtt, 0), broker, thread_c, batch_ms=20)
-    with_worker = MqttSource(settings(mqtt, 1), broker, worker_c, batch_ms=20)
+    in_thread = mqtt_source(settings(mqtt, 0), broker, thread_c, batch_ms=20)
+    with_worker = mqtt_source(settings(mqtt, 1), broker, worker_c, batch_ms=20)
     messages = mixed_messages(mqtt.prefix, 400)
     async with running(in_thread), running(with_worker):
         await ready(with_worker)
@@ -215,7 +215,7 @@ async def test_acknowledged_only_after_the_batch_is_emitted_and_acknowledged(mqt
         return settings(mqtt, 1, client_id=client_id, clean_start=False, session_expiry_s=300, qos=1)
 
     first = Collector(auto_ack=False)
-    src = MqttSource(persistent(), broker, first, batch_ms=20, ack_wait_s=0.1)
+    src = mqtt_source(persistent(), broker, first, batch_ms=20, ack_wait_s=0.1)
     messages = [(mqtt.topic("plant", "l1", "m1", "vib"), batched(i)) for i in range(30)]
     async with running(src):
         await ready(src)
@@ -230,7 +230,7 @@ async def test_acknowledged_only_after_the_batch_is_emitted_and_acknowledged(mqt
         acked_msgs = sum(env.num_rows for env in half) // 20
         await until(lambda: src.counters["acked"] == acked_msgs, 5, "the acks of the acknowledged half")
     second = Collector()
-    src2 = MqttSource(persistent(), broker, second, batch_ms=20)
+    src2 = mqtt_source(persistent(), broker, second, batch_ms=20)
     async with running(src2):
         await until(lambda: second.n_samples() >= 600 - acked_msgs * 20, 15, "the redelivery")
         await asyncio.sleep(0.3)
@@ -240,7 +240,7 @@ async def test_acknowledged_only_after_the_batch_is_emitted_and_acknowledged(mqt
 
 async def test_a_killed_worker_is_restarted_and_nothing_is_lost(mqtt: MqttTarget) -> None:
     c = Collector()
-    src = MqttSource(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20,
+    src = mqtt_source(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20,
                      decode_worker_restarts=3)
     first = [(mqtt.topic("plant", "l1", "m1", "vib"), batched(i)) for i in range(50)]
     second = [(mqtt.topic("plant", "l1", "m2", "vib"), batched(i)) for i in range(50)]
@@ -269,7 +269,7 @@ async def test_a_killed_worker_is_restarted_and_nothing_is_lost(mqtt: MqttTarget
 
 async def test_a_hung_worker_is_killed_and_its_batches_are_decoded_in_the_thread(mqtt: MqttTarget) -> None:
     c = Collector()
-    src = MqttSource(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20,
+    src = mqtt_source(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20,
                      decode_timeout_s=1.0, decode_worker_restarts=0)
     msgs = [(mqtt.topic("plant", "l1", "m1", "vib"), batched(i)) for i in range(40)]
     async with running(src):
@@ -299,7 +299,7 @@ async def test_the_thread_decodes_while_the_worker_is_busy_and_the_order_is_kept
     """A stopped (busy) worker keeps the batches sent to it; the network thread decodes the later ones itself
     (``share_decoding``), and everything is handed over in the order it was cut once the worker answers."""
     c = Collector()
-    src = MqttSource(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20)
+    src = mqtt_source(settings(mqtt, 1, qos=1), broker_at(mqtt.url), c, batch_ms=20)
     topic = mqtt.topic("plant", "l1", "m1", "vib")
     async with running(src):
         await ready(src)
@@ -331,6 +331,7 @@ async def test_the_worker_dies_with_the_process_that_ran_the_source(mqtt: MqttTa
     script.write_text(textwrap.dedent(f"""
         import asyncio, sys
         sys.path.insert(0, {str(REPO)!r})
+        from edge.app.plugins import make_codec
         from edge.core.settings import BrokerSettings
         from ingest.sources.mqtt import MqttSource
         from ingest.settings import MqttSourceSettings
@@ -340,7 +341,7 @@ async def test_the_worker_dies_with_the_process_that_ran_the_source(mqtt: MqttTa
                 env.acknowledge()
             s = MqttSourceSettings(name="orphan", topics=[{mqtt.topic("o", "#")!r}], clean_start=True,
                                    decode_workers=1)
-            src = MqttSource(s, BrokerSettings(url={mqtt.url!r}), emit)
+            src = MqttSource(s, BrokerSettings(url={mqtt.url!r}), emit, codec=make_codec(s))
             task = asyncio.create_task(src.run())
             while src.workers_ready < 1:
                 await asyncio.sleep(0.05)
@@ -365,7 +366,7 @@ async def test_the_worker_dies_with_the_process_that_ran_the_source(mqtt: MqttTa
 
 
 def test_decode_workers_setting() -> None:
-    from ingest.sources.mqtt.source import default_decode_workers
+    from ingest.sources.mqtt.decode_worker import default_decode_workers
 
     base: dict[str, Any] = {"name": "s", "topics": ["t"]}
     assert default_decode_workers(MqttSourceSettings(**base, decode_workers=0)) == 0

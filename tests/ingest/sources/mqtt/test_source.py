@@ -22,6 +22,8 @@ import pyarrow as pa
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.app.plugins import make_codec
+from edge.core.component import Emit
 from edge.core.envelope import Envelope
 from edge.core.settings import BrokerSettings, SecretRef, TlsSettings
 from edge.simulator.mqtt_publishers import JsonPublisher, SparkplugEdgeNode
@@ -93,6 +95,11 @@ async def running(source: MqttSource) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, 20)
 
 
+def mqtt_source(settings: MqttSourceSettings, broker: BrokerSettings, emit: Emit, **kw: Any) -> MqttSource:
+    """An MqttSource with the codec its settings name, from the app's plugin table."""
+    return MqttSource(settings, broker, emit, codec=make_codec(settings), **kw)
+
+
 def publisher(url: str, **kw: Any) -> paho.Client:
     host, port = url.split("://")[1].split(":")
     c = paho.Client(
@@ -119,7 +126,7 @@ def plant_source(mqtt: MqttTarget, protocol: str = "5", **kw: Any) -> MqttSource
 async def test_json_single_samples_round_trip(mqtt: MqttTarget, protocol: str) -> None:
     plant = Plant(PlantConfig(lines=1, machines=2, seed=3))
     collector = Collector()
-    source = MqttSource(plant_source(mqtt, protocol), BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
+    source = mqtt_source(plant_source(mqtt, protocol), BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
     expected = []
     async with running(source):
         pub = JsonPublisher(plant, mqtt.url, prefix=mqtt.topic("plant"), qos=1)
@@ -144,7 +151,7 @@ async def test_json_batched_round_trip(mqtt: MqttTarget, protocol: str) -> None:
     plant = Plant(PlantConfig(lines=1, machines=1, seed=4))
     collector = Collector()
     settings = plant_source(mqtt, protocol, samples_path="samples")
-    source = MqttSource(settings, BrokerSettings(url=mqtt.url), collector)  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=mqtt.url), collector)  # type: ignore[call-arg]
     async with running(source):
         pub = JsonPublisher(plant, mqtt.url, prefix=mqtt.topic("plant"), batch=25, qos=1)
         pub.connect()
@@ -169,7 +176,7 @@ async def test_undecodable_payloads_are_dead_letters_and_the_stream_goes_on(mqtt
     settings = MqttSourceSettings(
         name="dl", topics=[mqtt.topic("#")], tag_from_topic="{topic}", clean_start=True
     )
-    source = MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
     async with running(source):
         pub = publisher(mqtt.url)
         pub.publish(mqtt.topic("a"), b"\x00not json", qos=1)
@@ -207,7 +214,7 @@ async def test_persistent_session_redelivers_what_was_not_acknowledged(
     broker = BrokerSettings(url=mqtt.url)  # type: ignore[call-arg]
     # 1: receive, but the batch is never committed (no ack): a crash between receipt and write
     first = Collector(auto_ack=False)
-    source = MqttSource(settings(), broker, first, batch_ms=20, ack_wait_s=0.1)
+    source = mqtt_source(settings(), broker, first, batch_ms=20, ack_wait_s=0.1)
     pub = publisher(mqtt.url)
     async with running(source):
         for i in range(20):
@@ -219,7 +226,7 @@ async def test_persistent_session_redelivers_what_was_not_acknowledged(
         pub.publish(topic, orjson.dumps({"ts": 1772366400000 + i, "value": i}), qos=1).wait_for_publish(5)
     # 2: the same client id again: the broker delivers the 20 again, and the 5 new ones; now acknowledged
     second = Collector(auto_ack=True)
-    source2 = MqttSource(settings(), broker, second, batch_ms=20)
+    source2 = mqtt_source(settings(), broker, second, batch_ms=20)
     async with running(source2):
         await until(lambda: second.n_samples() >= 25, what="the redelivery")
         await asyncio.sleep(0.3)
@@ -227,7 +234,7 @@ async def test_persistent_session_redelivers_what_was_not_acknowledged(
     assert source2.counters["acked"] == 25
     # 3: everything was acknowledged: nothing comes again
     third = Collector()
-    source3 = MqttSource(settings(), broker, third, batch_ms=20)
+    source3 = mqtt_source(settings(), broker, third, batch_ms=20)
     async with running(source3):
         await asyncio.sleep(1.0)
     assert third.n_samples() == 0
@@ -238,7 +245,7 @@ async def test_batch_id_is_stable_for_the_same_messages(mqtt: MqttTarget) -> Non
     ids = []
     for _ in range(2):
         collector = Collector()
-        source = MqttSource(
+        source = mqtt_source(
             MqttSourceSettings(name="same", topics=[mqtt.topic("x")], clean_start=True),
             BrokerSettings(url=mqtt.url),  # type: ignore[call-arg]
             collector,
@@ -259,7 +266,7 @@ async def test_shared_subscription_splits_the_stream(mqtt: MqttTarget) -> None:
     group = f"g{uuid.uuid4().hex[:6]}"
     collectors = [Collector(), Collector()]
     sources = [
-        MqttSource(
+        mqtt_source(
             MqttSourceSettings(
                 name=f"share{i}", topics=[mqtt.topic("s", "#")], shared_group=group, clean_start=True
             ),
@@ -392,7 +399,7 @@ async def test_tls_with_ca_and_client_certificate(broker_dir: Path) -> None:
             ca_file=tmp_path / "ca.crt", cert_file=tmp_path / "client.crt", key_file=tmp_path / "client.key"
         )
         collector = Collector()
-        source = MqttSource(
+        source = mqtt_source(
             MqttSourceSettings(
                 name="tls", topics=["t/#"], url=f"mqtts://127.0.0.1:{tls_port}", tls=tls, clean_start=True
             ),
@@ -407,7 +414,7 @@ async def test_tls_with_ca_and_client_certificate(broker_dir: Path) -> None:
             pub.loop_stop()
         assert collector.rows() == [("t/x", 1772366400000000, 42.0)]
         # without the client certificate the broker refuses the handshake: never subscribed
-        refused = MqttSource(
+        refused = mqtt_source(
             MqttSourceSettings(
                 name="tls2",
                 topics=["t/#"],
@@ -435,7 +442,7 @@ async def test_username_and_password(broker_dir: Path, monkeypatch: pytest.Monke
     try:
         monkeypatch.setenv("FE_TEST_MQTT_PW", "s3cret")
         collector = Collector()
-        good = MqttSource(
+        good = mqtt_source(
             MqttSourceSettings(
                 name="auth",
                 topics=["a/#"],
@@ -456,7 +463,7 @@ async def test_username_and_password(broker_dir: Path, monkeypatch: pytest.Monke
             await until(lambda: collector.n_samples() == 1)
             pub.loop_stop()
         monkeypatch.setenv("FE_TEST_MQTT_PW", "wrong")
-        bad = MqttSource(
+        bad = mqtt_source(
             MqttSourceSettings(
                 name="auth2",
                 topics=["a/#"],
@@ -492,7 +499,7 @@ async def test_sparkplug_edge_node_rebirth_after_a_lost_message_and_death(mqtt: 
         sparkplug_host_id=host,
         sparkplug_rebirth_interval_s=0.0,
     )
-    source = MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
     states: list[dict[str, Any]] = []
     watcher = publisher(mqtt.url)
     watcher.on_message = lambda c, u, m: states.append(orjson.loads(m.payload))
@@ -552,7 +559,7 @@ async def test_cut_journal_gives_redelivered_batches_their_old_ids(mqtt: MqttTar
     def source(collector: Collector) -> MqttSource:
         settings = MqttSourceSettings(name="cuts", topics=[mqtt.topic("c", "#")], client_id=client_id,
                                       clean_start=False, session_expiry_s=300, qos=1, cut_journal=journal)
-        return MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_rows=7, batch_ms=30,  # type: ignore[call-arg]
+        return mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_rows=7, batch_ms=30,  # type: ignore[call-arg]
                           ack_wait_s=0.1)
 
     first = Collector(auto_ack=False)  # "committed" (we keep the ids) but never acknowledged
@@ -591,7 +598,7 @@ async def test_cut_journal_after_a_crash_halfway_through_the_acknowledgements(
         settings = MqttSourceSettings(name="cuts", topics=[mqtt.topic("h", "#")], client_id=client_id,
                                       clean_start=False, session_expiry_s=300, qos=1, cut_journal=journal,
                                       decode_workers=decode_workers)
-        return MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_rows=7, batch_ms=30,  # type: ignore[call-arg]
+        return mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_rows=7, batch_ms=30,  # type: ignore[call-arg]
                           ack_wait_s=0.1)
 
     first = Collector(auto_ack=False)
@@ -641,7 +648,7 @@ async def test_cut_journal_after_a_crash_halfway_through_the_acknowledgements(
 async def test_reconnects_and_resubscribes_after_a_broker_restart(own_mosquitto: MosquittoProcess) -> None:
     collector = Collector()
     settings = MqttSourceSettings(name="restart", topics=["r/#"], clean_start=True, qos=1)
-    source = MqttSource(settings, BrokerSettings(url=own_mosquitto.url), collector, batch_ms=20,  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=own_mosquitto.url), collector, batch_ms=20,  # type: ignore[call-arg]
                         reconnect_min_s=0.2, reconnect_max_s=1.0)
     async with running(source):
         pub = publisher(own_mosquitto.url)
@@ -664,7 +671,7 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(own_mosquitto:
 async def test_stop_while_the_broker_is_unreachable() -> None:
     settings = MqttSourceSettings(name="nobroker", topics=["x"], clean_start=True)
     collector = Collector()
-    source = MqttSource(settings, BrokerSettings(url=f"mqtt://127.0.0.1:{free_port()}"), collector,  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=f"mqtt://127.0.0.1:{free_port()}"), collector,  # type: ignore[call-arg]
                         reconnect_min_s=0.1, reconnect_max_s=0.2, ack_wait_s=0.2)
     task = asyncio.create_task(source.run())
     await until(lambda: source.counters["connect_errors"] >= 2, what="connect attempts")
@@ -684,7 +691,7 @@ async def test_sparkplug_will_carries_the_bdseq_and_the_node_comes_back(mqtt: Mq
     collector = Collector()
     settings = MqttSourceSettings(name="spw", topics=[f"spBv1.0/{group}/#"], codec="sparkplug",
                                   clean_start=True)
-    source = MqttSource(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
+    source = mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_ms=20)  # type: ignore[call-arg]
     node = SparkplugEdgeNode(plant, mqtt.url, group=group, node="edge1", bdseq=7)
     async with running(source):
         node.connect()

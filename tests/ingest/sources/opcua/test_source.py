@@ -25,7 +25,7 @@ from ingest.sources.opcua.nodes import NodeNameError, parse_node_name
 from ingest.sources.opcua.source import OpcUaSource
 from tests.fixtures.services import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 EDGE = [sys.executable, "-m", "edge.app.cli"]
 
 

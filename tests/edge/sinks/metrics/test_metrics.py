@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge.app.cli import build_parser
-from edge.core.metrics import Metrics, MetricsServer, read_state_file
+from edge.core.metrics import Metrics, read_state_file
+from edge.sinks.metrics.server import MetricsServer
 
 
 def main(argv: list[str]) -> int:

@@ -1,31 +1,30 @@
-"""The data layer of the terminal UI: async reads from the historian as ``edge_reader``, bounded in time.
-
-Every call runs on one ``psycopg.AsyncConnection`` inside a task the caller waits for at most ``timeout_s``
-seconds. A call that times out or fails drops the connection (abandoning the task, which cannot hold the
-caller) and raises :class:`Unavailable`; the next call reconnects by itself, with a backoff between
-attempts. So a slow or dead database shows as "disconnected" on screen and never freezes the app.
+"""The historian as the terminal UI reads it, as ``edge_reader``: one bounded query per screen refresh.
 
 The queries read the historian tables named in ``edge/core/datamodel.py`` (samples with their context columns,
-features, insights, events, dead_letters) and ``operator_feedback`` (migration 0030). Columns that differ
-between historian versions (the feature columns) are found by introspection once per connection.
+features, insights, events, dead_letters), ``mes_context`` when it is there, and ``operator_feedback``.
+Columns that differ between historian versions (the feature columns) are found by introspection once per
+connection. The time bound and reconnects are :class:`tui.bounded_connection.BoundedConnection`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import tuple_row
 
+from tui.bounded_connection import BoundedConnection
+from tui.historian_rows import (
+    FEEDBACK_JOIN,
+    INSIGHT_COLUMNS,
+    as_json,
+    connection_state,
+    insight_row,
+    runtime_label,
+    severity_case,
+)
 from tui.models import (
-    SEVERITY_RANK,
     AssetState,
     ConnectionState,
     DeadLetterRow,
@@ -42,138 +41,12 @@ from tui.models import (
     severity_rank,
 )
 
-log = logging.getLogger("tui.data")
 T = TypeVar("T")
 
 QUALITY_WINDOW = timedelta(minutes=15)  # data quality and "live" assets are judged over this window
 PLOT_WINDOW = timedelta(minutes=5)  # tag plots cover this much history
 PLOT_POINTS = 60
 RATE_WINDOW = timedelta(seconds=60)
-
-
-class Unavailable(Exception):
-    """The historian cannot answer now (down, slow, refused); the UI shows it and tries again later."""
-
-
-class QueryFailed(Unavailable):
-    """The historian answered with an error (schema, permission, a refused write); the link itself is fine."""
-
-
-class DataSource(Protocol):
-    """What the screens read. :class:`HistorianSource` is the real one."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def last_error(self) -> str | None: ...
-
-    async def overview(self, now: datetime) -> Overview: ...
-
-    async def equipment(self, asset: str, now: datetime) -> EquipmentDetail: ...
-
-    async def insights(self, flt: InsightFilter, now: datetime, limit: int = 200) -> list[InsightRow]: ...
-
-    async def models(self, now: datetime) -> list[ModelRow]: ...
-
-    async def health(self, now: datetime) -> Health: ...
-
-    async def record_feedback(self, fb: Feedback) -> int: ...
-
-    async def close(self) -> None: ...
-
-
-def _sev_case(column: str) -> str:
-    whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in SEVERITY_RANK.items())
-    return f"(CASE lower({column}) {whens} ELSE 2 END)"
-
-
-def _as_json(value: Any) -> Any:
-    if isinstance(value, str | bytes):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
-
-
-def _top_features_text(value: Any, limit: int = 3) -> str:
-    data = _as_json(value)
-    parts: list[str] = []
-    if isinstance(data, list):
-        for item in data[:limit]:
-            if isinstance(item, dict):
-                name = item.get("feature") or item.get("name")
-                contrib = item.get("contribution", item.get("value"))
-                if isinstance(contrib, int | float):
-                    parts.append(f"{name} {contrib:.2f}")
-                else:
-                    parts.append(str(name))
-            else:
-                parts.append(str(item))
-    elif isinstance(data, dict):
-        for name, contrib in list(data.items())[:limit]:
-            parts.append(f"{name} {contrib:.2f}" if isinstance(contrib, int | float) else str(name))
-    return ", ".join(parts)
-
-
-def runtime_label(detail: Any) -> str | None:
-    """Short runtime text from a runtime's ``describe()``: "onnxruntime CPU", "triton (fallback)"."""
-    if not isinstance(detail, dict):
-        return None
-    runtime = detail.get("runtime") or detail.get("provider")
-    if not runtime:
-        return None
-    text = str(runtime)
-    providers = detail.get("providers_in_use")
-    if isinstance(providers, list) and providers:
-        text += " " + str(providers[0]).replace("ExecutionProvider", "")
-    if detail.get("using_fallback"):
-        text += " (fallback)"
-    return text
-
-
-_DOWN_WORDS = ("disconnect", "refused", "lost", "unavailable", "fail", "down", "error", "timeout",
-               "timed out")
-_UP_WORDS = ("connected", "answers again", "drained", "up", "online", "subscribed")
-
-
-def connection_state(message: str, detail: dict[str, Any]) -> str:
-    """"up", "down" or the message, from a connection or spool event (state in detail wins)."""
-    state = detail.get("state")
-    if isinstance(state, str) and state:
-        return state
-    low = message.lower()
-    if any(w in low for w in _DOWN_WORDS):
-        return "down"
-    if any(w in low for w in _UP_WORDS):
-        return "up"
-    return message[:20]
-
-
-_INSIGHT_COLUMNS = """i.insight_id, i.ts, i.asset::text, i.model::text, i.model_version::text,
-    i.model_sha256::text, i.score, i.threshold, i.severity::text, i.top_features, f.action, f.who"""
-_FEEDBACK_JOIN = """LEFT JOIN LATERAL (
-        SELECT fb.action, fb.who FROM operator_feedback fb
-        WHERE fb.insight_id = i.insight_id ORDER BY fb.ts DESC, fb.id DESC LIMIT 1) f ON true"""
-
-
-def _insight(row: Sequence[Any]) -> InsightRow:
-    return InsightRow(
-        insight_id=str(row[0]),
-        ts=row[1],
-        asset=row[2],
-        model=row[3],
-        model_version=row[4],
-        model_sha256=row[5] or "",
-        score=row[6],
-        threshold=float(row[7]),
-        severity=row[8],
-        top_features=_top_features_text(row[9]),
-        feedback=row[10],
-        feedback_by=row[11],
-    )
-
 
 FEATURE_KEY_COLUMNS = {"window_start", "window_end", "asset", "n_samples", "good_fraction", "flags", "id",
                        "batch_id", "model", "model_version"}
@@ -192,14 +65,8 @@ class HistorianSource:
     ) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.max_backoff_s = max_backoff_s
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
-        self._failures = 0
-        self._next_attempt = 0.0
-        self._last_error: str | None = None
-        self._abandoned: set[asyncio.Task[Any]] = set()
+        self._link = BoundedConnection(dsn, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                                       max_backoff_s=max_backoff_s, on_connect=self._introspect)
         self._feature_cols: list[str] | None = None
         self._feature_json: str | None = None
         self._tables: set[str] = set()
@@ -209,28 +76,25 @@ class HistorianSource:
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._conn.closed
+        return self._link.connected
 
     @property
     def last_error(self) -> str | None:
-        return self._last_error
+        return self._link.last_error
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(
-            self.dsn,
-            autocommit=True,
-            connect_timeout=max(1, int(self.connect_timeout_s)),
-            application_name="edge-tui",
-            options=f"-c statement_timeout={int(self.timeout_s * 1000)} -c TimeZone=UTC",
-            row_factory=tuple_row,
-        )
+    async def _run(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        return await self._link.run(fn)
+
+    async def close(self) -> None:
+        await self._link.close()
+
+    async def _introspect(self, conn: psycopg.AsyncConnection[Any]) -> None:
         cur = await conn.execute(
             """SELECT table_name::text FROM information_schema.tables
                WHERE table_schema = ANY(current_schemas(false))"""
         )
         self._tables = {r[0] for r in await cur.fetchall()}
         await self._introspect_features(conn)
-        return conn
 
     async def _introspect_features(self, conn: psycopg.AsyncConnection[Any]) -> None:
         cur = await conn.execute(
@@ -248,61 +112,6 @@ class HistorianSource:
             elif dtype in ("double precision", "real", "numeric", "integer", "bigint", "smallint"):
                 cols.append(name)
         self._feature_cols = cols
-
-    def _drop(self, reason: str) -> None:
-        conn, self._conn = self._conn, None
-        self._last_error = reason
-        self._failures += 1
-        delay = min(self.max_backoff_s, 0.5 * 2 ** min(self._failures, 6))
-        self._next_attempt = time.monotonic() + delay
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.pgconn.finish()  # close the socket now; a stuck task sees an error, not the network
-
-    async def _run(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        async with self._lock:
-            if self._conn is None or self._conn.closed:
-                wait = self._next_attempt - time.monotonic()
-                if wait > 0:
-                    raise Unavailable(f"{self._last_error or 'disconnected'}; retrying in {wait:.0f}s")
-                task: asyncio.Task[Any] = asyncio.ensure_future(self._connect())
-                conn = await self._bounded(task, self.connect_timeout_s + 1.0, "connect")
-                self._conn = conn
-                self._failures = 0
-                self._last_error = None
-            assert self._conn is not None
-            return await self._bounded(asyncio.ensure_future(fn(self._conn)), self.timeout_s, "query")
-
-    async def _bounded(self, task: asyncio.Task[T], timeout: float, what: str) -> T:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            task.cancel()
-            self._abandoned.add(task)
-            task.add_done_callback(self._forget)
-            self._drop(f"{what} timed out after {timeout:.0f}s")
-            raise Unavailable(self._last_error)
-        try:
-            return task.result()
-        except (psycopg.Error, OSError) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            link_ok = self._conn is not None and not self._conn.closed and what == "query"
-            if link_ok and isinstance(exc, psycopg.Error) and not isinstance(
-                exc, psycopg.OperationalError | psycopg.InterfaceError
-            ):
-                raise QueryFailed(message) from exc
-            self._drop(message)
-            raise Unavailable(message) from exc
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # consumed: it failed after we stopped waiting
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 1.0)
 
     # --- reads ------------------------------------------------------------------------------------------
 
@@ -368,11 +177,11 @@ class HistorianSource:
             context = await self._mes_context(conn, asset, now) or context
             features, window_end = await self._latest_features(conn, asset, now)
             cur = await conn.execute(
-                f"""SELECT {_INSIGHT_COLUMNS} FROM insights i {_FEEDBACK_JOIN}
+                f"""SELECT {INSIGHT_COLUMNS} FROM insights i {FEEDBACK_JOIN}
                     WHERE i.asset = %(asset)s AND i.ts <= %(now)s ORDER BY i.ts DESC LIMIT 20""",
                 {"asset": asset, "now": now},
             )
-            insights = tuple(_insight(r) for r in await cur.fetchall())
+            insights = tuple(insight_row(r) for r in await cur.fetchall())
             return EquipmentDetail(asset, tuple(tags), features, window_end, context, insights)
 
         return await self._run(q)
@@ -422,7 +231,7 @@ class HistorianSource:
         out: list[tuple[str, float | None]] = []
         for name, value in zip(cols, row[1:], strict=True):
             if name == self._feature_json:
-                data = _as_json(value)
+                data = as_json(value)
                 if isinstance(data, dict):
                     out.extend((k, float(v) if isinstance(v, int | float) else None) for k, v in data.items())
             else:
@@ -432,9 +241,9 @@ class HistorianSource:
     async def insights(self, flt: InsightFilter, now: datetime, limit: int = 200) -> list[InsightRow]:
         async def q(conn: psycopg.AsyncConnection[Any]) -> list[InsightRow]:
             cur = await conn.execute(
-                f"""SELECT {_INSIGHT_COLUMNS} FROM insights i {_FEEDBACK_JOIN}
+                f"""SELECT {INSIGHT_COLUMNS} FROM insights i {FEEDBACK_JOIN}
                     WHERE i.ts <= %(now)s
-                      AND (%(rank)s::int IS NULL OR {_sev_case("i.severity")} >= %(rank)s::int)
+                      AND (%(rank)s::int IS NULL OR {severity_case("i.severity")} >= %(rank)s::int)
                       AND (%(asset)s::text IS NULL OR i.asset::text ILIKE %(asset)s::text)
                       AND (%(model)s::text IS NULL OR i.model::text ILIKE %(model)s::text)
                     ORDER BY i.ts DESC, i.insight_id LIMIT %(limit)s""",
@@ -446,7 +255,7 @@ class HistorianSource:
                     "limit": limit,
                 },
             )
-            return [_insight(r) for r in await cur.fetchall()]
+            return [insight_row(r) for r in await cur.fetchall()]
 
         return await self._run(q)
 
@@ -491,7 +300,7 @@ class HistorianSource:
         )
         out: dict[tuple[str, str | None], str] = {}
         for model, version, detail in await cur.fetchall():
-            runtime = runtime_label(_as_json(detail))
+            runtime = runtime_label(as_json(detail))
             if runtime:
                 out[(model, version)] = runtime
                 out.setdefault((model, None), runtime)
@@ -528,7 +337,7 @@ class HistorianSource:
             connections: list[ConnectionState] = []
             spool: int | None = None
             for kind, source, ts, message, detail in await cur.fetchall():
-                d = _as_json(detail) if detail else None
+                d = as_json(detail) if detail else None
                 d = d if isinstance(d, dict) else {}
                 if kind == "spool":
                     depth = d.get("depth", d.get("spool_rows"))

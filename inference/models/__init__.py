@@ -1,0 +1,1 @@
+"""Model kinds: one folder per kind, each implementing ``inference.models.base.ModelKind``."""

@@ -1,0 +1,73 @@
+"""The one interface every model kind implements: fit on the training windows, export one ONNX graph.
+
+Every graph has input ``features`` float32 (batch, n) and outputs ``score`` (batch,) and ``contributions``
+(batch, n); more outputs are allowed. ``inference.train.fit`` splits the windows, calls the kind's ``fit``
+on the training part, then scores both parts through onnxruntime to calibrate and measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from pydantic import Field
+
+from edge.core.settings import Section
+
+Progress = Callable[[str], None]
+
+
+class KindSettings(Section):
+    """Training options every kind has; a kind's settings model adds its own."""
+
+    quantile: float = Field(0.99, gt=0, lt=1, description="threshold quantile of the training scores")
+    seed: int = Field(0, description="random state of the fit")
+
+
+S = TypeVar("S", bound=KindSettings)
+S_contra = TypeVar("S_contra", bound=KindSettings, contravariant=True)
+
+
+@dataclass
+class FittedModel:
+    """What a kind's fit gives: the exported graph, its alarm threshold and what the manifest records.
+
+    ``threshold`` None: ``inference.train`` sets it to the ``quantile`` of the graph's own training scores
+    (scored by onnxruntime, so the float32 graph and its threshold agree) and ``thresholds`` to
+    ``{"score": threshold}``. ``score`` is the fitted model scored in Python (float64), the reference the
+    exported graph is checked against."""
+
+    onnx: bytes
+    threshold: float | None
+    thresholds: dict[str, float]
+    extra: dict[str, Any]
+    score: Callable[[np.ndarray], np.ndarray]
+
+
+class ModelKind(Protocol[S_contra]):
+    """A model kind: what config and the CLI call it, its training options, and its fit."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> type[KindSettings]: ...
+
+    def fit(self, x_train: np.ndarray, options: S_contra, progress: Progress) -> FittedModel: ...
+
+
+def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per feature of the training windows; a constant feature gets std 1."""
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mu)), sd, 1.0)
+    return mu, sd
+
+
+def tensor(name: str, arr: np.ndarray) -> Any:
+    """A float32 ONNX initializer."""
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)

@@ -1,0 +1,1 @@
+"""scikit-learn's IsolationForest through skl2onnx: the ``iforest`` model kind."""

@@ -1,0 +1,1 @@
+"""PCA with Hotelling T² and SPE limits: the ``pca`` model kind."""

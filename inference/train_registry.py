@@ -1,0 +1,83 @@
+"""``edge models train`` end to end: read a baseline (CSV, Parquet or the historian), featurize it as the
+pipeline does, fit the model kind, and register the package with its manifest (not promoted)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from inference.manifest import build_manifest
+from inference.models.base import KindSettings, ModelKind, Progress
+from inference.train import fit
+from inference.training_set import (
+    features_from_samples,
+    file_sha256,
+    read_historian,
+    read_table,
+    samples_batch,
+)
+from inference.windows import WindowSpec
+
+S = TypeVar("S", bound=KindSettings)
+
+
+def stderr_progress(stream: TextIO | None = None) -> Progress:
+    t0 = time.monotonic()
+
+    def report(msg: str) -> None:
+        print(f"[train {time.monotonic() - t0:6.1f}s] {msg}", file=stream or sys.stderr, flush=True)
+
+    return report
+
+
+def train_to_registry(
+    settings: Any,
+    kind: ModelKind[S],
+    options: S | None = None,
+    *,
+    name: str,
+    csv: Path | None = None,
+    parquet: Path | None = None,
+    dsn: str | None = None,
+    asset: str | None = None,
+    t_from: Any = None,
+    t_to: Any = None,
+    holdout: float = 0.2,
+    time_column: str | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """Read the baseline, featurize it as the pipeline does, fit, and register the package (not promoted)."""
+    from inference.packages import Registry
+
+    say = progress or stderr_progress()
+    spec = WindowSpec.from_settings(settings)
+    sources: list[str] = []
+    if csv is not None or parquet is not None:
+        path = Path(csv or parquet)  # type: ignore[arg-type]
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        say(f"reading {path}")
+        ts_us, signals = read_table(path, time_column)
+        say(f"{len(ts_us)} rows x {len(signals)} signals")
+        batch = samples_batch(ts_us, signals, asset or "baseline")
+        sources.append(f"{path.name} sha256:{file_sha256(path)}")
+    elif dsn is not None:
+        if asset is None:
+            raise ValueError("--dsn needs --asset")
+        say(f"reading samples of {asset} from the historian")
+        batch = read_historian(dsn, asset, t_from, t_to)
+        sources.append(f"historian {asset} {t_from}..{t_to} rows:{batch.num_rows}")
+    else:
+        raise ValueError("give a CSV, a Parquet file or a historian DSN")
+    say(f"windowing: {spec.window_s:g}s windows every {spec.hop_s:g}s on a {spec.grid_hz:g} Hz grid")
+    tset = features_from_samples([batch], spec, spectral=settings.spectral_signals, n_bands=settings.n_bands)
+    say(f"{tset.x.shape[0]} good windows x {tset.x.shape[1]} features")
+    result = fit(kind, tset, options, holdout=holdout, progress=say)
+    manifest = build_manifest(name, tset, result, spec, settings, sources,
+                              assets=[asset] if asset and dsn else [])
+    reg = Registry(settings.models_dir)
+    pkg = reg.add(manifest, result.onnx, result.holdout)
+    say(f"registered {name} v{pkg.version}")
+    return pkg

@@ -1,0 +1,46 @@
+"""What the screens read, and the two ways a read can fail.
+
+:class:`DataSource` is the protocol the screens and the app depend on;
+:class:`tui.historian_source.HistorianSource` is the real one. :class:`Unavailable` means the historian cannot
+answer now (the screens show "disconnected" and retry); :class:`QueryFailed` means it answered with an error
+while the link itself is fine.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from tui.models import EquipmentDetail, Feedback, Health, InsightFilter, InsightRow, ModelRow, Overview
+
+
+class Unavailable(Exception):
+    """The historian cannot answer now (down, slow, refused); the UI shows it and tries again later."""
+
+
+class QueryFailed(Unavailable):
+    """The historian answered with an error (schema, permission, a refused write); the link itself is fine."""
+
+
+class DataSource(Protocol):
+    """What the screens read. :class:`HistorianSource` is the real one."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    async def overview(self, now: datetime) -> Overview: ...
+
+    async def equipment(self, asset: str, now: datetime) -> EquipmentDetail: ...
+
+    async def insights(self, flt: InsightFilter, now: datetime, limit: int = 200) -> list[InsightRow]: ...
+
+    async def models(self, now: datetime) -> list[ModelRow]: ...
+
+    async def health(self, now: datetime) -> Health: ...
+
+    async def record_feedback(self, fb: Feedback) -> int: ...
+
+    async def close(self) -> None: ...
