@@ -29,10 +29,22 @@ class DeployedModel:
 
 
 def check_window(pkg: Any, settings: InferenceSettings) -> None:
-    """The features a model was trained on mean the same only with the same window length and grid."""
+    """The features a model was trained on mean the same only with the same window length and grid, and
+    are named the same only with the same ``signal_key`` (tag or measure)."""
     from inference.packages import PackageError
 
     w = pkg.manifest.get("window") or {}
+    trained_key = w.get("signal_key")
+    if trained_key is not None and trained_key != settings.signal_key:
+        shown = ", ".join(pkg.features[:4]) + (", ..." if len(pkg.features) > 4 else "")
+        scope = pkg.manifest.get("assets") or []
+        asset = scope[0] if scope else "PATH"
+        raise PackageError(
+            f"model {pkg.name} v{pkg.version} was trained with signal_key={trained_key!r} (features {shown}) "
+            f"but the pipeline runs signal_key={settings.signal_key!r}: its features would never be found. "
+            f"Retrain it under the pipeline's config (edge models train --dsn DSN --asset {asset} --from T0 "
+            f"--to T1 --name {pkg.name}) or set inference.signal_key = {trained_key!r}"
+        )
     for key in ("window_s", "grid_hz", "n_bands"):
         if key in w and float(w[key]) != float(getattr(settings, key)):
             raise PackageError(

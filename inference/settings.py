@@ -22,9 +22,11 @@ class SparkplugSettings(Section):
 
 
 class InferenceSettings(Section):
+    """``[inference]``. The window defaults here are the one source of truth (``WindowSpec`` takes them)."""
+
     enabled: bool = True
-    window_s: float = Field(10.0, gt=0)
-    hop_s: float = Field(10.0, gt=0)
+    window_s: float = Field(10.0, gt=0, description="window length in seconds (event time)")
+    hop_s: float = Field(5.0, gt=0, description="a window starts every hop_s seconds (<= window_s)")
     min_good_fraction: float = Field(0.8, ge=0, le=1)
     models_dir: Path = Path("/var/lib/factory-edge/models")
     runtime: Literal["onnx", "triton"] = "onnx"
@@ -34,10 +36,18 @@ class InferenceSettings(Section):
     triton_protocol: Literal["grpc", "http"] = "grpc"
     triton_fallback_to_onnx: bool = True
     # windows and features
-    grid_hz: float = Field(1.0, gt=0, description="rate of the grid each equipment's tags are aligned to")
+    grid_hz: float = Field(2.0, gt=0, description="rate of the grid each equipment's tags are aligned to")
     max_hold_s: float = Field(5.0, ge=0, description="a value is held on the grid at most this long")
     allowed_lateness_s: float = Field(2.0, ge=0, description="event-time slack before a window closes")
-    idle_close_s: float = Field(30.0, gt=0, description="close an equipment's windows after this wall time")
+    clock: Literal["wall", "event"] = Field(
+        "wall",
+        description="what closes windows: 'wall' = the watermark, or the wall clock idle_close_s after an "
+        "equipment went quiet (live data); 'event' = only the watermark (samples' own time), and every open "
+        "window at stop: for replaying history (set quality.accept_past too)",
+    )
+    idle_close_s: float = Field(
+        30.0, gt=0, description="clock = 'wall': close an equipment's windows after this wall time"
+    )
     signal_key: Literal["tag", "measure"] = "tag"
     spectral_signals: list[str] = Field(default_factory=list, description="signals that get FFT features")
     n_bands: int = Field(8, ge=1)

@@ -48,6 +48,8 @@ from inference.warmup import warm_up
 from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
 
 log = logging.getLogger("inference.stage")
+LATE_LOG_INTERVAL_S = 60.0
+FLUSH_US = 2**62  # a wall time past every window: closes all of them
 
 __all__ = ["DeployedModel", "InferenceStage", "TickResult", "warm_up", "window_columns"]
 
@@ -106,7 +108,10 @@ class InferenceStage:
         self._stopping = asyncio.Event()
         # the windower is changed by one worker thread at a time (add and ready run off the event loop)
         self._windowing = asyncio.Lock()
-        self.stats = {"envelopes": 0, "samples": 0, "windows": 0, "insights": 0, "ticks": 0}
+        self.stats = {
+            "envelopes": 0, "samples": 0, "windows": 0, "insights": 0, "ticks": 0, "late_dropped": 0,
+        }
+        self._late_logged_at = -float("inf")  # monotonic time of the last late-samples warning
         for m in self.models:
             log.info(
                 "model deployed",
@@ -192,10 +197,11 @@ class InferenceStage:
             if time.monotonic() >= next_tick and warm.done():
                 next_tick = time.monotonic() + tick
                 await self.tick()
-        # drain what is queued, then score what has closed
+        # drain what is queued, then score what has closed (event clock: every open window, the end of
+        # a replay)
         await self._accept_queued([])
         await warm
-        await self.tick()
+        await self.tick(FLUSH_US if self.settings.clock == "event" else None)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -230,18 +236,43 @@ class InferenceStage:
         self.stats["samples"] += env.num_rows
 
     async def tick(self, now_us: int | None = None) -> TickResult:
-        """Close ready windows, featurize and score them, and emit the results."""
-        now = now_us if now_us is not None else int(self.clock() * 1e6)
+        """Close ready windows, featurize and score them, and emit the results. ``clock = "event"``: windows
+        close by the watermark only (``now_us``, when given, still closes those it passed)."""
+        if now_us is not None:
+            now: int | None = now_us
+        else:
+            now = None if self.settings.clock == "event" else int(self.clock() * 1e6)
         # closing windows (grid filling per window) is heavy with many equipment: in a worker thread, one
         # at a time with ``add`` (the lock), so the event loop stays free
         async with self._windowing:
             windows = await asyncio.to_thread(self.windower.ready, now)
         self.stats["ticks"] += 1
+        self._count_late()
         if not windows:
             return TickResult()
         result = await asyncio.to_thread(self.process, windows)
         await self._emit_result(result, windows)
         return result
+
+    def _count_late(self) -> None:
+        """Samples the windower dropped as late since the last tick: the ``inference late_dropped`` counter
+        and a warning at most once a minute."""
+        from edge.core.metrics import METRICS
+
+        n = self.windower.late_dropped - self.stats["late_dropped"]
+        if n <= 0:
+            return
+        self.stats["late_dropped"] += n
+        METRICS.inc("inference", "late_dropped", n)
+        t = time.monotonic()
+        if t - self._late_logged_at >= LATE_LOG_INTERVAL_S:
+            self._late_logged_at = t
+            log.warning(
+                "late samples dropped: their windows had closed already",
+                extra={"late_dropped": n, "late_dropped_total": self.stats["late_dropped"],
+                       "clock": self.settings.clock,
+                       "hint": "replaying history? set inference.clock = 'event' and quality.accept_past"},
+            )
 
     def process(self, windows: Sequence[Window]) -> TickResult:
         """Features and insights of ``windows`` (runs in a worker thread): one runtime call per model."""

@@ -1,13 +1,17 @@
 """``edge models train`` end to end: read a baseline (CSV, Parquet or the historian), featurize it as the
-pipeline does, fit the model kind, and register the package with its manifest (not promoted)."""
+pipeline does, check it is large enough, fit and cross-calibrate the model kind, and register the package
+with its manifest (not promoted)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
+from inference.calibration import Hysteresis
+from inference.cross_calibration import check_training_size
 from inference.manifest import build_manifest
 from inference.models.base import KindSettings, ModelKind, Progress
 from inference.train import fit
@@ -17,6 +21,7 @@ from inference.training_set import (
     read_historian,
     read_table,
     samples_batch,
+    signals_of,
 )
 from inference.windows import WindowSpec
 
@@ -46,12 +51,20 @@ def train_to_registry(
     t_to: Any = None,
     holdout: float = 0.2,
     time_column: str | None = None,
+    column_map: dict[str, str] | None = None,
+    ignore_columns: Sequence[str] = (),
+    rows: tuple[int | None, int | None] | None = None,
+    check_size: bool = True,
     progress: Progress | None = None,
 ) -> Any:
-    """Read the baseline, featurize it as the pipeline does, fit, and register the package (not promoted)."""
+    """Read the baseline, featurize it as the pipeline does (``settings``: its window, grid and
+    ``signal_key``), fit, and register the package (not promoted). A file's model is scoped to ``asset``
+    when one is given (and runs on every equipment otherwise); a historian's always is. ``check_size``:
+    raise ``TrainingDataTooSmall`` when the baseline cannot resolve the kind's ``target_far``."""
     from inference.packages import Registry
 
     say = progress or stderr_progress()
+    opts = options if options is not None else cast(S, kind.settings.model_validate({}))
     spec = WindowSpec.from_settings(settings)
     sources: list[str] = []
     if csv is not None or parquet is not None:
@@ -59,10 +72,11 @@ def train_to_registry(
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
         say(f"reading {path}")
-        ts_us, signals = read_table(path, time_column)
-        say(f"{len(ts_us)} rows x {len(signals)} signals")
+        ts_us, signals = read_table(path, time_column, ignore=ignore_columns, rows=rows, rename=column_map)
+        say(f"{len(ts_us)} rows x {len(signals)} signals ({', '.join(signals)})")
         batch = samples_batch(ts_us, signals, asset or "baseline")
-        sources.append(f"{path.name} sha256:{file_sha256(path)}")
+        extent = "" if rows is None else " rows " + ":".join("" if r is None else str(r) for r in rows)
+        sources.append(f"{path.name} sha256:{file_sha256(path)}{extent}")
     elif dsn is not None:
         if asset is None:
             raise ValueError("--dsn needs --asset")
@@ -71,12 +85,16 @@ def train_to_registry(
         sources.append(f"historian {asset} {t_from}..{t_to} rows:{batch.num_rows}")
     else:
         raise ValueError("give a CSV, a Parquet file or a historian DSN")
+    say(f"signals by {spec.signal_key}: {', '.join(signals_of(batch, spec.signal_key))}")
     say(f"windowing: {spec.window_s:g}s windows every {spec.hop_s:g}s on a {spec.grid_hz:g} Hz grid")
     tset = features_from_samples([batch], spec, spectral=settings.spectral_signals, n_bands=settings.n_bands)
     say(f"{tset.x.shape[0]} good windows x {tset.x.shape[1]} features")
-    result = fit(kind, tset, options, holdout=holdout, progress=say)
-    manifest = build_manifest(name, tset, result, spec, settings, sources,
-                              assets=[asset] if asset and dsn else [])
+    if check_size:
+        n_train = round(tset.x.shape[0] * (1.0 - holdout))
+        check_training_size(n_train, opts.target_far, tset.x.shape[1], spec.window_s, spec.hop_s)
+    hyst = Hysteresis.from_settings(settings)
+    result = fit(kind, tset, opts, holdout=holdout, progress=say, hysteresis=hyst)
+    manifest = build_manifest(name, tset, result, spec, settings, sources, assets=[asset] if asset else [])
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)
     say(f"registered {name} v{pkg.version}")

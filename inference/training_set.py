@@ -24,10 +24,22 @@ class TrainingSet:
     x: np.ndarray  # (windows, features) float64, gated windows removed
     window_start_us: np.ndarray
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    window_s: float = 0.0  # the windows' length and hop (0: unknown, no overlap gap in cross-calibration)
+    hop_s: float = 0.0
 
 
-def read_table(path: Path, time_column: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(ts_us, {signal: values}) of a wide CSV (``,`` or ``;``) or Parquet file."""
+def read_table(
+    path: Path,
+    time_column: str | None = None,
+    *,
+    ignore: Sequence[str] = (),
+    rows: tuple[int | None, int | None] | None = None,
+    rename: dict[str, str] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(ts_us, {signal: values}) of a wide CSV (``,`` or ``;``) or Parquet file: every numeric column but the
+    time column and the ``ignore`` ones (label columns such as SKAB's ``anomaly``, ``changepoint`` are not
+    dropped by name: name them), rows ``rows`` = (start, end) (Python slice bounds, None = open), columns
+    renamed by ``rename`` (column -> the signal name: tag or measure)."""
     import polars as pl
 
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -39,6 +51,12 @@ def read_table(path: Path, time_column: str | None = None) -> tuple[np.ndarray, 
     tcol = time_column or next(
         (c for c in df.columns if c.lower() in ("datetime", "timestamp", "ts", "time")), df.columns[0]
     )
+    unknown = sorted(set(ignore) - set(df.columns)) + sorted(set(rename or {}) - set(df.columns))
+    if unknown:
+        raise ValueError(f"{path.name} has no column {', '.join(unknown)} (columns: {', '.join(df.columns)})")
+    if rows is not None:
+        lo, hi = slice(*rows).indices(df.height)[:2]
+        df = df.slice(lo, max(0, hi - lo))
     t = df.get_column(tcol)
     if t.dtype == pl.Utf8:
         t = t.str.to_datetime()
@@ -46,10 +64,11 @@ def read_table(path: Path, time_column: str | None = None) -> tuple[np.ndarray, 
         ts_us = t.cast(pl.Datetime("us")).cast(pl.Int64).to_numpy()
     else:  # numeric seconds
         ts_us = (t.cast(pl.Float64).to_numpy() * 1e6).astype(np.int64)
+    names = rename or {}
     signals = {
-        c: df.get_column(c).cast(pl.Float64).to_numpy()
+        names.get(c, c): df.get_column(c).cast(pl.Float64).to_numpy()
         for c in df.columns
-        if c != tcol and df.get_column(c).dtype.is_numeric() and c not in ("anomaly", "changepoint")
+        if c != tcol and df.get_column(c).dtype.is_numeric() and c not in ignore
     }
     return ts_us, signals
 
@@ -127,7 +146,7 @@ def features_from_samples(
         names = list(feature_order)
     ok = np.isfinite(x).all(axis=1) & (n_valid > 0) if len(windows) else np.zeros(0, dtype=bool)
     starts = np.array([w.start_us for w in windows], dtype=np.int64)
-    return TrainingSet(names, x[ok], starts[ok])
+    return TrainingSet(names, x[ok], starts[ok], window_s=spec.window_s, hop_s=spec.hop_s)
 
 
 def fingerprint(x: np.ndarray, names: Sequence[str], sources: Sequence[str]) -> dict[str, Any]:
@@ -151,16 +170,15 @@ def file_sha256(path: Path) -> str:
 
 
 def read_historian(dsn: str, asset: str, t_from: Any, t_to: Any) -> pa.RecordBatch:
-    """Samples of one equipment from the historian's ``samples`` table as a CONTEXTUALIZED_SAMPLES batch.
-
-    Assumes the historian core's ``samples`` table has ``ts``, ``tag``, ``value``, ``quality`` and ``asset``
-    columns (as the data model does)."""
+    """Samples of one equipment from the historian's ``samples`` table as a CONTEXTUALIZED_SAMPLES batch,
+    with their ``measure`` (what the contextualizer stored), so ``signal_key = "measure"`` names the features
+    as the live pipeline does."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT ts, tag::text, value, quality FROM samples WHERE asset = %s AND ts >= %s AND ts < %s "
-            "ORDER BY ts",
+            "SELECT ts, tag::text, value, quality, measure::text FROM samples "
+            "WHERE asset = %s AND ts >= %s AND ts < %s ORDER BY ts",
             (asset, t_from, t_to),
         ).fetchall()
     if not rows:
@@ -174,7 +192,18 @@ def read_historian(dsn: str, asset: str, t_from: Any, t_to: Any) -> pa.RecordBat
     s = samples_from_arrays(ts_us, tags, vals, source="historian", quality=q)
     n = s.num_rows
     a = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([asset]))
+    measure = pa.array([r[4] for r in rows], type=pa.string()).dictionary_encode().cast(DICT_STR)
     null = pa.nulls(n, DICT_STR)
     return pa.RecordBatch.from_arrays(
-        [*s.columns, a.cast(DICT_STR), null, null, null, null, null, null], schema=CONTEXTUALIZED_SAMPLES
+        [*s.columns, a.cast(DICT_STR), measure, null, null, null, null, null], schema=CONTEXTUALIZED_SAMPLES
     )
+
+
+def signals_of(batch: pa.RecordBatch, signal_key: str) -> list[str]:
+    """The signal names the windower builds of ``batch`` under ``signal_key`` (measure, else the tag)."""
+    import pyarrow.compute as pc
+
+    tag = batch.column("tag").cast(pa.string())
+    if signal_key == "measure" and "measure" in batch.schema.names:
+        tag = pc.coalesce(batch.column("measure").cast(pa.string()), tag)
+    return sorted(str(v) for v in pc.unique(tag).to_pylist() if v is not None)

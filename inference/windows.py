@@ -5,8 +5,9 @@ Rules (all in event time, microseconds UTC):
 * Windows start at multiples of ``hop_s`` since the epoch and last ``window_s``; ``hop_s == window_s`` is
   tumbling, ``hop_s < window_s`` sliding. A window closes when the equipment's watermark (its newest sample
   time minus ``allowed_lateness_s``) passes its end, or, for an equipment that went quiet, when the wall clock
-  passes its end by ``allowed_lateness_s + idle_close_s`` (``close_idle``). Windows with no sample at all are
-  skipped, not emitted.
+  passes its end by ``allowed_lateness_s + idle_close_s`` (``ready(now_us)``; ``ready()`` without a wall time
+  closes by the watermark only: ``clock = "event"``, for replays of history). Windows with no sample at all
+  are skipped, not emitted.
 * Grid: ``grid_hz`` cells per second from the window start. A cell's value is the mean of the good samples in
   it; an empty cell holds the last good value for at most ``max_hold_s`` (also from before the window start),
   else it is NaN (a gap). Samples of quality BAD are never used.
@@ -47,16 +48,24 @@ def gated(flags: int) -> bool:
     return bool(int(flags) & GATING_FLAGS)
 
 
+def _default(name: str) -> Any:
+    from inference.settings import InferenceSettings
+
+    return InferenceSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class WindowSpec:
-    window_s: float = 10.0
-    hop_s: float = 10.0
-    grid_hz: float = 1.0
-    min_good_fraction: float = 0.8
-    max_hold_s: float = 5.0
-    allowed_lateness_s: float = 2.0
-    idle_close_s: float = 30.0
-    signal_key: str = "tag"
+    """The windowing part of ``InferenceSettings``; its defaults are the settings model's (one source)."""
+
+    window_s: float = _default("window_s")
+    hop_s: float = _default("hop_s")
+    grid_hz: float = _default("grid_hz")
+    min_good_fraction: float = _default("min_good_fraction")
+    max_hold_s: float = _default("max_hold_s")
+    allowed_lateness_s: float = _default("allowed_lateness_s")
+    idle_close_s: float = _default("idle_close_s")
+    signal_key: str = _default("signal_key")
 
     @classmethod
     def from_settings(cls, s: Any) -> WindowSpec:

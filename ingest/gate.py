@@ -1,7 +1,8 @@
 """The data-quality gate: hard failures become dead letters, soft findings travel on as quality flags.
 
 Hard (the sample is removed and dead-lettered with its reason): NaN and infinite values, timestamps too far
-in the future or past (``QualitySettings.max_future_s``/``max_past_s`` around ``now_us``), duplicates (the
+in the future or past (``QualitySettings.max_future_s``/``max_past_s`` around ``now_us``; the past rule is off
+with ``accept_past``, for replays of history), duplicates (the
 same tag and timestamp, within the batch and against recent batches), and unmapped tags when
 ``QualitySettings.unmapped = "dead_letter"`` and a tag map (``valid_ranges``) is given. Payloads that
 cannot be decoded and values that cannot be coerced are dead-lettered earlier, by the codecs.
@@ -122,7 +123,10 @@ class QualityGate:
         reasons[isinf] = Reason.INF.value
         bad = isnan | isinf
         future = ~bad & (ts > now_us + int(s.max_future_s * 1e6))
-        past = ~bad & ~future & (ts < now_us - int(s.max_past_s * 1e6))
+        if s.accept_past:
+            past = np.zeros(n, dtype=bool)
+        else:
+            past = ~bad & ~future & (ts < now_us - int(s.max_past_s * 1e6))
         reasons[future] = Reason.TS_FUTURE.value
         reasons[past] = Reason.TS_PAST.value
         bad |= future | past

@@ -93,7 +93,12 @@ class SourcesSettings(Section):
 
 class QualitySettings(Section):
     max_future_s: float = Field(5.0, ge=0)
-    max_past_s: float = Field(7 * 24 * 3600.0, ge=0)
+    max_past_s: float = Field(7 * 24 * 3600.0, ge=0, description="dead-letter samples older than this")
+    accept_past: bool = Field(
+        False,
+        description="accept samples of any age (the max_past_s rule off): for replaying history, with "
+        "inference.clock = 'event'",
+    )
     stuck_samples: int = Field(50, ge=2)
     spike_sigma: float = Field(8.0, gt=0)
     drop_duplicates: bool = True

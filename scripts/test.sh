@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev,train-torch]'
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

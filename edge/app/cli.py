@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "edge.app.commands.mes_cmd",
     "edge.app.commands.models_cmd",
     "edge.app.commands.tui_cmd",
+    "edge.app.commands.replay_cmd",
+    "edge.app.commands.fleet_cmd",
 ]
 
 EXIT_USAGE = 2

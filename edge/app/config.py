@@ -45,6 +45,7 @@ from edge.core.settings import (
     SpoolSettings,
 )
 from edge.sinks.historian.settings import HistorianSettings
+from edge.sinks.jetstream.settings import JetStreamSettings, SiteHistorianSettings
 from inference.settings import InferenceSettings
 from ingest.settings import QualitySettings, SourcesSettings
 
@@ -77,6 +78,8 @@ class AppConfig(Section):
     pipeline: PipelineSettings = _defaults(PipelineSettings)
     spool: SpoolSettings = _defaults(SpoolSettings)
     metrics: MetricsSettings = _defaults(MetricsSettings)
+    jetstream: JetStreamSettings = _defaults(JetStreamSettings)  # a box publishing to the site cluster
+    site_historian: SiteHistorianSettings = _defaults(SiteHistorianSettings)  # the central consumer role
 
 
 # Semantic checks run after the typed validation: each returns (key path, problem) pairs.

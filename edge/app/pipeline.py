@@ -153,6 +153,32 @@ def _count_by(batch: pa.RecordBatch, column: str) -> dict[str, int]:
     return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
 
 
+class Tee:
+    """Copies every envelope from ``inbox`` to each of ``outs``; the acks run once every copy is acked."""
+
+    role: Role = "stage"
+
+    def __init__(self, name: str, inbox: asyncio.Queue[Envelope], outs: Sequence[asyncio.Queue[Envelope]]):
+        self.name = name
+        self.inbox = inbox
+        self.outs = list(outs)
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not (self._stopping.is_set() and self.inbox.empty()):
+            try:
+                env = await asyncio.wait_for(self.inbox.get(), 0.1)
+            except TimeoutError:
+                continue
+            acks = join_acks(env.acks, len(self.outs))
+            for i, out in enumerate(self.outs):
+                await out.put(Envelope(env.kind, env.batch, env.batch_id, acks[i:i + 1]))
+            self.inbox.task_done()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+
 @dataclass
 class Pipeline:
     supervisor: Supervisor
@@ -243,12 +269,26 @@ def build_pipeline(
         add(InferenceStage(config.inference, q_infer, emit_inferred, make_runtime=make_runtime))
 
     add(events)
-    for component in HISTORIAN.factory(config.historian, ctx, q_hist):
-        add(component)
     # Insights for MES and the metrics endpoint: each reads committed rows or counters, in its own task.
-    for section, sink in SINKS:
-        for component in sink.factory(_section(effective, section), ctx):
-            add(component)
+    sinks = [c for section, sink in SINKS for c in sink.factory(_section(effective, section), ctx)]
+    # A sink with ``tap = True`` (the JetStream publisher) gets a copy of every historian-bound envelope
+    # from a tee; the source's acks then wait for the historian and every tap.
+    taps: list[asyncio.Queue[Envelope]] = [c.inbox for c in sinks if getattr(c, "tap", False)]  # type: ignore[attr-defined]
+    hist_inbox = q_hist
+    if taps:
+        hist_inbox = asyncio.Queue(pl.queue_batches)
+        add(Tee("tee", q_hist, [hist_inbox, *taps]))
+    for component in HISTORIAN.factory(config.historian, ctx, hist_inbox):
+        add(component)
+    for component in sinks:
+        add(component)
+    if any(hasattr(c, "attach_app") for c in sinks):  # what only the top knows: the heartbeat's facts
+        from edge.app.fleet.info import app_info
+
+        info = app_info(config, supervisor, components)
+        for component in sinks:
+            if hasattr(component, "attach_app"):
+                component.attach_app(info)
     for component in extra_components:
         add(component)
     events.record(EventKind.SUPERVISOR, "pipeline built", {"components": sorted(components)})

@@ -20,6 +20,7 @@ from edge.core.metrics import Metrics
 from edge.core.plugins import Plugin, find
 from edge.core.settings import BrokerSettings, MetricsSettings, PipelineSettings, SecretRef, SpoolSettings
 from edge.sinks.historian.settings import HistorianSettings
+from edge.sinks.jetstream.settings import JetStreamSettings, SiteHistorianSettings
 from inference.settings import InferenceSettings, SparkplugSettings
 from ingest.codecs import Codec
 from ingest.settings import MqttSourceSettings, OpcUaSourceSettings
@@ -193,6 +194,30 @@ def _metrics_sink(settings: MetricsSettings, ctx: BuildContext) -> list[Componen
                           state_interval_s=settings.state_interval_s)]
 
 
+def _jetstream_sink(settings: JetStreamSettings, ctx: BuildContext) -> list[Component]:
+    if not settings.enabled:
+        return []
+    from edge.sinks.jetstream.heartbeat import Heartbeat
+    from edge.sinks.jetstream.publisher import JetStreamSink
+
+    spool = ctx.spool.model_copy(update={"dir": settings.spool_dir or Path(ctx.spool.dir) / "jetstream",
+                                         "max_bytes": settings.spool_max_bytes})
+    sink = JetStreamSink(settings, box=ctx.box_id, site=settings.site, spool=spool,
+                         inbox_batches=ctx.pipeline.queue_batches, metrics=ctx.metrics, on_event=ctx.on_event)
+    return [sink, Heartbeat(settings, box=ctx.box_id, site=settings.site, sink=sink, metrics=ctx.metrics)]
+
+
+def _site_historian(settings: SiteHistorianSettings, ctx: BuildContext) -> list[Component]:
+    if not settings.enabled:
+        return []
+    from edge.sinks.historian.writer import HistorianWriter
+    from edge.sinks.jetstream.site_historian import SiteHistorian
+
+    writer = HistorianWriter(HistorianSettings.model_validate(
+        {"dsn": ctx.historian_dsn, "password": ctx.historian_password}))
+    return [SiteHistorian(settings, writer, site=settings.site, metrics=ctx.metrics, on_event=ctx.on_event)]
+
+
 # Sinks after the historian: each reads committed rows (the outbox) or the process's counters. The
 # settings path says which config section feeds the factory.
 SINKS: Sequence[tuple[str, Plugin[Any, SinkFactory]]] = (
@@ -203,13 +228,21 @@ SINKS: Sequence[tuple[str, Plugin[Any, SinkFactory]]] = (
                                    sample="sample.sink.toml")),
     ("metrics", Plugin("metrics", MetricsSettings, _metrics_sink, "edge.sinks.metrics",
                        "the Prometheus endpoint and the state file")),
+    ("jetstream", Plugin("jetstream", JetStreamSettings, _jetstream_sink, "edge.sinks.jetstream",
+                         "batches to the site's JetStream streams (Arrow IPC), and the fleet heartbeat")),
+    ("site_historian", Plugin("site_historian", SiteHistorianSettings, _site_historian,
+                              "edge.sinks.jetstream",
+                              "the site streams into the central historian (durable pull consumer)",
+                              sample="sample.site.toml")),
 )
 
 
 # -- model kinds: what ``edge models train --kind`` fits -------------------------------------------------
 
+from inference.models.autoencoder.settings import AutoencoderSettings  # noqa: E402
 from inference.models.base import ModelKind  # noqa: E402
 from inference.models.iforest.settings import IforestSettings  # noqa: E402
+from inference.models.knn.settings import KnnSettings  # noqa: E402
 from inference.models.pca.settings import PcaSettings  # noqa: E402
 
 ModelKindFactory = Callable[[], ModelKind[Any]]
@@ -227,10 +260,26 @@ def _iforest_kind() -> ModelKind[Any]:
     return KIND
 
 
+def _knn_kind() -> ModelKind[Any]:
+    from inference.models.knn.kind import KIND
+
+    return KIND
+
+
+def _autoencoder_kind() -> ModelKind[Any]:
+    from inference.models.autoencoder.kind import KIND
+
+    return KIND
+
+
 MODEL_KINDS: Sequence[Plugin[Any, ModelKindFactory]] = (
     Plugin("pca", PcaSettings, _pca_kind, "inference.models.pca", "PCA with Hotelling T² and SPE limits"),
     Plugin("iforest", IforestSettings, _iforest_kind, "inference.models.iforest",
            "scikit-learn IsolationForest"),
+    Plugin("knn", KnnSettings, _knn_kind, "inference.models.knn",
+           "mean distance to the k nearest training windows"),
+    Plugin("autoencoder", AutoencoderSettings, _autoencoder_kind, "inference.models.autoencoder",
+           "dense autoencoder on the standardized features (PyTorch; the train-torch extra)"),
 )
 
 

@@ -131,6 +131,7 @@ class EventKind(enum.StrEnum):
     SUPERVISOR = "supervisor"
     SPOOL = "spool"
     RUNTIME = "runtime"
+    DATA_LOSS = "data_loss"
 
 
 EVENTS = pa.schema(

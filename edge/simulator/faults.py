@@ -50,13 +50,14 @@ class FaultSpecError(ValueError):
 
 
 def parse_faults(spec: str, machines: list[str], *, duration_s: float | None = None,
-                 seed: int = 0) -> list[Fault]:
-    """Faults from ``spec`` (see module doc) for a plant whose machines are ``machines``."""
+                 seed: int = 0, start_s: float = 0.0) -> list[Fault]:
+    """Faults from ``spec`` (see module doc) for a plant whose machines are ``machines``; ``start_s`` is
+    where an ``auto`` schedule begins (see :func:`auto_faults`)."""
     spec = spec.strip()
     if spec in ("", "none"):
         return []
     if spec == "auto":
-        return auto_faults(machines, duration_s or 600.0, seed)
+        return auto_faults(machines, duration_s or 600.0, seed, start_s=start_s)
     faults: list[Fault] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -86,17 +87,21 @@ def parse_faults(spec: str, machines: list[str], *, duration_s: float | None = N
     return faults
 
 
-def auto_faults(machines: list[str], duration_s: float, seed: int) -> list[Fault]:
+def auto_faults(machines: list[str], duration_s: float, seed: int, *, start_s: float = 0.0) -> list[Fault]:
     """A deterministic schedule scaled to ``duration_s``: one fault of each sensor/process kind on a
-    machine drawn from the seed. A server restart is only injected when asked for explicitly."""
+    machine drawn from the seed. A server restart is only injected when asked for explicitly.
+
+    With ``start_s`` the schedule is scaled to ``[start_s, duration_s]`` instead: nothing before it (``edge
+    demo`` keeps its first seconds fault-free, until the model has scored a few windows)."""
     rng = np.random.default_rng(seed + 7919)
-    d = duration_s
+    start_s = min(max(start_s, 0.0), duration_s)
+    d = duration_s - start_s
     picks = [machines[int(i)] for i in rng.permutation(len(machines))]
     pick = (picks * 5)[:5]
     return [
-        Fault("bearing_wear", pick[0], "vibration", 0.10 * d, 0.70 * d),
-        Fault("overheating", pick[1], "temperature", 0.30 * d, 0.80 * d),
-        Fault("stuck_sensor", pick[2], "temperature", 0.20 * d, 0.30 * d),
-        Fault("spikes", pick[3], "vibration", 0.40 * d, 0.50 * d),
-        Fault("dropout", pick[4], "current", 0.60 * d, 0.65 * d),
+        Fault("bearing_wear", pick[0], "vibration", start_s + 0.10 * d, start_s + 0.70 * d),
+        Fault("overheating", pick[1], "temperature", start_s + 0.30 * d, start_s + 0.80 * d),
+        Fault("stuck_sensor", pick[2], "temperature", start_s + 0.20 * d, start_s + 0.30 * d),
+        Fault("spikes", pick[3], "vibration", start_s + 0.40 * d, start_s + 0.50 * d),
+        Fault("dropout", pick[4], "current", start_s + 0.60 * d, start_s + 0.65 * d),
     ]

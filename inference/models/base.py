@@ -1,8 +1,9 @@
 """The one interface every model kind implements: fit on the training windows, export one ONNX graph.
 
 Every graph has input ``features`` float32 (batch, n) and outputs ``score`` (batch,) and ``contributions``
-(batch, n); more outputs are allowed. ``inference.train.fit`` splits the windows, calls the kind's ``fit``
-on the training part, then scores both parts through onnxruntime to calibrate and measure.
+(batch, n); more outputs are allowed. ``inference.train.fit`` splits the windows, cross-calibrates the
+threshold (the kind fitted on blocks of the training part, each held-out block scored through its graph by
+onnxruntime, the severity hysteresis in the loop), then calls the kind's ``fit`` on the whole training part.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ Progress = Callable[[str], None]
 class KindSettings(Section):
     """Training options every kind has; a kind's settings model adds its own."""
 
-    quantile: float = Field(0.99, gt=0, lt=1, description="threshold quantile of the training scores")
+    target_far: float = Field(
+        0.01, gt=0, lt=1,
+        description="target false-alarm rate: the threshold is the smallest whose share of held-out windows "
+        "in alarm after the severity hysteresis is at most this",
+    )
+    quantile: float = Field(
+        0.99, gt=0, lt=1, description="quantile of the training scores a kind scales its score by (PCA: the "
+        "T² and SPE limits); the alarm threshold is calibrated to target_far",
+    )
     seed: int = Field(0, description="random state of the fit")
 
 
@@ -34,10 +43,10 @@ S_contra = TypeVar("S_contra", bound=KindSettings, contravariant=True)
 class FittedModel:
     """What a kind's fit gives: the exported graph, its alarm threshold and what the manifest records.
 
-    ``threshold`` None: ``inference.train`` sets it to the ``quantile`` of the graph's own training scores
-    (scored by onnxruntime, so the float32 graph and its threshold agree) and ``thresholds`` to
-    ``{"score": threshold}``. ``score`` is the fitted model scored in Python (float64), the reference the
-    exported graph is checked against."""
+    ``inference.train`` replaces ``threshold`` (None or the kind's own guess) by the one cross-calibrated
+    on held-out scores of the exported graph (scored by onnxruntime, so the float32 graph and its threshold
+    agree) and sets ``thresholds["score"]`` to it; other ``thresholds`` entries are kept. ``score`` is the
+    fitted model scored in Python (float64), the reference the exported graph is checked against."""
 
     onnx: bytes
     threshold: float | None

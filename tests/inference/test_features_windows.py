@@ -80,7 +80,7 @@ def regular(
 
 
 def test_tumbling_windows_close_by_watermark() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=2))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=2))
     w.add(regular(31))
     out = w.ready()
     # samples up to T0+30s, watermark T0+28s: windows [0,10) and [10,20) closed
@@ -92,7 +92,7 @@ def test_tumbling_windows_close_by_watermark() -> None:
 
 
 def test_sliding_windows_overlap() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=5, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=5, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(30))
     starts = [(x.start_us - T0) // US for x in w.ready()]
     assert starts == [0, 5, 10, 15]
@@ -103,7 +103,11 @@ def test_grid_alignment_and_hold() -> None:
     ts = [T0 + i * US for i in range(20)] + [T0 + i * US for i in range(0, 20, 4)]
     tags = ["a"] * 20 + ["b"] * 5
     vals = list(range(20)) + [100.0] * 5
-    w = Windower(WindowSpec(window_s=10, hop_s=10, max_hold_s=2, allowed_lateness_s=0, min_good_fraction=0.9))
+    w = Windower(
+        WindowSpec(
+            window_s=10, hop_s=10, grid_hz=1, max_hold_s=2, allowed_lateness_s=0, min_good_fraction=0.9
+        )
+    )
     w.add(ctx_batch(ts, tags, vals, "eq"))
     win = w.ready(now_us=T0 + 100 * US)[0]
     b = win.grid[win.signals.index("b")]
@@ -113,7 +117,11 @@ def test_grid_alignment_and_hold() -> None:
 
 
 def test_low_coverage_is_flagged_and_gated() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, max_hold_s=0, allowed_lateness_s=0, min_good_fraction=0.8))
+    w = Windower(
+        WindowSpec(
+            window_s=10, hop_s=10, grid_hz=1, max_hold_s=0, allowed_lateness_s=0, min_good_fraction=0.8
+        )
+    )
     ts = [T0 + i * US for i in (0, 1, 2, 3, 9)]
     w.add(ctx_batch(ts, ["a"] * 5, [1.0] * 5, "eq"))
     w.add(ctx_batch([T0 + 11 * US], ["a"], [1.0], "eq"))
@@ -127,7 +135,11 @@ def test_bad_quality_samples_are_not_used_and_flagged() -> None:
     ts = [T0 + i * US for i in range(n)]
     q = [int(Quality.BAD) if i in (3, 4, 5) else 0 for i in range(n)]
     vals = [1e9 if i in (3, 4, 5) else 1.0 for i in range(n)]
-    w = Windower(WindowSpec(window_s=10, hop_s=10, max_hold_s=0, allowed_lateness_s=0, min_good_fraction=0.8))
+    w = Windower(
+        WindowSpec(
+            window_s=10, hop_s=10, grid_hz=1, max_hold_s=0, allowed_lateness_s=0, min_good_fraction=0.8
+        )
+    )
     w.add(ctx_batch([*ts, T0 + 10 * US], ["a"] * (n + 1), [*vals, 1.0], "eq", quality=[*q, 0]))
     win = w.ready()[0]
     assert np.nanmax(win.grid) == 1.0  # the bad values never reach the grid
@@ -136,7 +148,7 @@ def test_bad_quality_samples_are_not_used_and_flagged() -> None:
 
 
 def test_late_samples_dropped_counted_and_flagged() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(21))
     assert len(w.ready()) == 2
     w.add(ctx_batch([T0 + 5 * US], ["a"], [0.0], "site/line1/pump1"))  # belongs to a closed window
@@ -147,7 +159,7 @@ def test_late_samples_dropped_counted_and_flagged() -> None:
 
 
 def test_out_of_order_within_lateness_is_kept() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=5))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=5))
     b = regular(20)
     idx = np.random.default_rng(1).permutation(b.num_rows)
     w.add(b.take(pa.array(idx)))
@@ -159,7 +171,7 @@ def test_out_of_order_within_lateness_is_kept() -> None:
 def test_equipment_windowed_separately_with_context() -> None:
     a = regular(21, asset="eq/A", work_order=["WO-1"] * 42)
     b = regular(21, asset="eq/B", tags=("x",), work_order=["WO-9"] * 21)
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(pa.concat_batches([a, b]) if hasattr(pa, "concat_batches") else a)
     if not hasattr(pa, "concat_batches"):
         w.add(b)
@@ -170,14 +182,16 @@ def test_equipment_windowed_separately_with_context() -> None:
 
 
 def test_stale_flag_gates() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(11, flags=[int(QualityFlag.STALE)] * 22))
     win = w.ready()[0]
     assert gated(win.flags)
 
 
 def test_idle_equipment_closes_on_wall_clock() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=1, idle_close_s=5, max_hold_s=0))
+    w = Windower(
+        WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=1, idle_close_s=5, max_hold_s=0)
+    )
     w.add(regular(4))
     assert w.ready(now_us=T0 + 10 * US) == []
     wins = w.ready(now_us=T0 + 17 * US)
@@ -185,7 +199,7 @@ def test_idle_equipment_closes_on_wall_clock() -> None:
 
 
 def test_features_batch_schema_and_values() -> None:
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(21))
     wins = w.ready()
     fb = FeatureExtractor(1.0).compute(wins)
@@ -201,7 +215,7 @@ def test_model_inputs_from_matrix_matches_the_arrow_path() -> None:
     """The stage's gather (``model_inputs_from_matrix``) gives what ``model_inputs`` gives on the batch."""
     names = ["a__mean", "a__std", "b__mean"]
     values = np.array([[1.0, 2.0, 3.0], [np.nan, 5.0, 6.0], [7.0, np.inf, 9.0]])
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(41))
     wins = w.ready()[:3]
     assert len(wins) == 3
@@ -230,7 +244,7 @@ def test_spectral_features_for_vibration_signals() -> None:
 def test_context_dict_is_shared_while_unchanged_and_renewed_on_change() -> None:
     # build_insights keeps the context column while the tick's contexts are the same objects
     wo = ["WO-1"] * 40 + ["WO-2"] * 22  # 31 s at 1 Hz x 2 tags: the context changes at 20 s
-    w = Windower(WindowSpec(window_s=10, hop_s=10, allowed_lateness_s=0))
+    w = Windower(WindowSpec(window_s=10, hop_s=10, grid_hz=1, allowed_lateness_s=0))
     w.add(regular(31, work_order=wo))
     wins = w.ready()
     assert [x.context["work_order"] for x in wins] == ["WO-1", "WO-1", "WO-2"]

@@ -171,6 +171,7 @@ def _registry_with_model(tmp_path: Path) -> InferenceSettings:
         {
             "window_s": 10,
             "hop_s": 10,
+            "grid_hz": 1,
             "allowed_lateness_s": 0,
             "models_dir": str(tmp_path / "models"),
             "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],

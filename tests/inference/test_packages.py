@@ -96,10 +96,10 @@ def test_contributions_point_at_the_broken_feature() -> None:
     assert (np.argmax(out2["contributions"], axis=1) == 3).all()
 
 
-def test_threshold_is_a_training_quantile() -> None:
+def test_threshold_meets_the_target_rate_after_hysteresis() -> None:
     ts = synthetic(1000)
-    r = fit(IFOREST_KIND, ts, IforestSettings(quantile=0.95, n_estimators=30), holdout=0.0)
-    assert r.metrics["train_false_alarm_rate"] == pytest.approx(0.05, abs=0.01)
+    r = fit(IFOREST_KIND, ts, IforestSettings(target_far=0.05, n_estimators=30), holdout=0.0)
+    assert 0.03 <= r.metrics["calibration"]["heldout_alarm_rate_after_hysteresis"] <= 0.05
 
 
 def test_package_hash_and_feature_checks(tmp_path: Path) -> None:
@@ -271,50 +271,50 @@ def test_package_folder_copy_is_independent(tmp_path: Path) -> None:
 
 
 def test_train_from_the_historian(pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``edge models train --dsn`` reads an equipment's samples from the historian's migrated tables."""
+    """``edge models train --dsn`` under the shipped ``signal_key = "measure"`` names the features by the
+    historian's measure column, as the live pipeline does; a model trained by tag is refused at load."""
     import psycopg
 
     from edge.sinks.historian.migrate import migrate
+    from inference.deploy import check_window
+    from inference.packages import PackageError
+    from inference.settings import InferenceSettings
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         migrate(conn, "postgres")
         rng = np.random.default_rng(3)
         t0 = 1_700_000_000
+        measure = {"a": "pressure", "b": "current"}
         rows = [
-            (t0 + i, tag, float(rng.normal()), 0, "sim", asset)
-            for i in range(1200)
+            (t0 + i, tag, float(rng.normal()), 0, "sim", asset, measure[tag])
+            for i in range(1500)
             for tag in ("a", "b")
             for asset in ("eq/A", "eq/B")
         ]
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO samples (ts, recv_ts, tag, value, quality, source, asset) "
-                "VALUES (to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s, %s)",
-                [(t, t, tag, v, q, s, a) for t, tag, v, q, s, a in rows],
+                "INSERT INTO samples (ts, recv_ts, tag, value, quality, source, asset, measure) "
+                "VALUES (to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s, %s, %s)",
+                [(t, t, tag, v, q, s, a, m) for t, tag, v, q, s, a, m in rows],
             )
     md = str(tmp_path / "models")
-    rc = edge_main(
-        [
-            "models",
-            "train",
-            "--dsn",
-            pg_dsn,
-            "--asset",
-            "eq/A",
-            "--from",
-            "2023-11-14T22:13:20+00:00",
-            "--to",
-            "2023-11-14T22:33:20+00:00",
-            "--name",
-            "hist",
-            "--models-dir",
-            md,
-        ]
-    )
+    base = ["models", "train", "--dsn", pg_dsn, "--asset", "eq/A", "--from", "2023-11-14T22:13:20+00:00",
+            "--to", "2023-11-14T22:38:20+00:00", "--models-dir", md]
+    assert edge_main([*base, "--name", "small"]) == 2  # 1 % needs >= 1000 windows
     err = capsys.readouterr().err
-    assert rc == 0, err
+    assert "training data too small: 240 usable windows (10 s every 5 s), need >= 1000" in err
+    assert "give a longer baseline, a larger target rate, or fewer features" in err
+    rc = edge_main([*base, "--name", "hist", "--target-far", "0.05"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "held out" in out.out and "%" in out.out
     pkg = Registry(Path(md)).package("hist", "1")
-    assert pkg.manifest["assets"] == ["eq/A"]
-    assert pkg.manifest["training"]["windows"] >= 100
-    assert sorted({f.split("__")[0] for f in pkg.features}) == ["a", "b"]
+    assert pkg.manifest["assets"] == ["eq/A"] and pkg.manifest["window"]["signal_key"] == "measure"
+    assert pkg.manifest["training"]["windows"] >= 250
+    assert sorted({f.split("__")[0] for f in pkg.features}) == ["current", "pressure"]
+    check_window(pkg, InferenceSettings(signal_key="measure"))
+    with pytest.raises(PackageError) as e:
+        check_window(pkg, InferenceSettings(signal_key="tag"))
+    msg = str(e.value)
+    assert "signal_key='measure'" in msg and "signal_key='tag'" in msg and "edge models train --dsn" in msg
     assert edge_main(["models", "train", "--dsn", pg_dsn, "--name", "x", "--models-dir", md]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (faults and signals)")
     p.add_argument("--baseline-minutes", type=float, default=15.0,
                    help="simulated minutes of normal running to train the model on (default 15)")
+    p.add_argument("--faults", default="auto", metavar="SPEC",
+                   help="faults to inject: auto (a schedule drawn from the seed, scaled to --duration), "
+                   "none, or KIND:TARGET@START+DURATION,... in seconds from the start of the live plant")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary, with the scorecard, as one JSON object on stdout at the end (the "
+                   "progress lines go to stderr)")
     p.set_defaults(func=_run)
 
 
@@ -44,5 +51,8 @@ def _run(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(duration_s=args.duration, historian_dsn=args.historian_dsn, mqtt_url=args.mqtt_url,
                        data_dir=args.data_dir, config_dir=args.config_dir, seed=args.seed,
-                       baseline_s=args.baseline_minutes * 60)
+                       baseline_s=args.baseline_minutes * 60, faults=args.faults,
+                       json_out=args.json)
+    if args.json:
+        opts.out = lambda line: print(line, file=sys.stderr, flush=True)
     return asyncio.run(run_demo(opts))

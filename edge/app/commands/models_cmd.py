@@ -39,14 +39,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     src.add_argument("--csv", type=Path, help="wide CSV: a time column and one column per signal")
     src.add_argument("--parquet", type=Path, help="wide Parquet file")
     src.add_argument("--dsn", help="historian DSN (reads samples of --asset between --from and --to)")
-    t.add_argument("--asset", default=None, help="equipment path (required with --dsn; names the file's)")
+    t.add_argument(
+        "--asset", default=None,
+        help="equipment path: required with --dsn; with --csv/--parquet the model is scoped to it (runs on "
+        "that equipment only; without it, on every equipment)",
+    )
     t.add_argument("--from", dest="t_from", default=None, help="start time, ISO 8601 (with --dsn)")
     t.add_argument("--to", dest="t_to", default=None, help="end time, ISO 8601 (with --dsn)")
     t.add_argument("--name", required=True, help="model name (registry folder and MQTT topic level)")
     t.add_argument("--kind", choices=names(MODEL_KINDS), default="pca")
     t.add_argument(
-        "--quantile", type=float, default=None, help="threshold = this quantile of training scores (0.99)"
+        "--target-far", type=float, default=None,
+        help="target false-alarm rate: the threshold is the smallest whose held-out share of windows in "
+        "alarm after the severity hysteresis is at most this (0.01)",
     )
+    t.add_argument(
+        "--quantile", type=float, default=None,
+        help="quantile of the training scores a kind scales by (PCA: T² and SPE limits; 0.99)",
+    )
+    t.add_argument("--window-s", type=float, default=None, help="window length, s (default: the config's)")
+    t.add_argument("--hop-s", type=float, default=None, help="window hop, s (default: the config's)")
+    t.add_argument("--grid-hz", type=float, default=None, help="grid rate, Hz (default: the config's)")
+    t.add_argument(
+        "--column-map", default=None, metavar="COL=NAME,...",
+        help="--csv/--parquet: name columns as the pipeline names signals (tags, or measures under "
+        "signal_key = measure), e.g. Pressure=pressure,Current=current",
+    )
+    t.add_argument("--rows", default=None, metavar="START:END",
+                   help="--csv/--parquet: only these rows (Python slice bounds, e.g. 0:400 or 1000:)")
+    t.add_argument("--label-columns", default=None, metavar="COL,...",
+                   help="columns holding labels, not signals (not trained on), e.g. anomaly,changepoint")
+    t.add_argument("--ignore-columns", default=None, metavar="COL,...", help="other columns not trained on")
     t.add_argument("--holdout", type=float, default=0.2, help="share of the (latest) windows held out")
     t.add_argument("--var", type=float, default=None, help="PCA: share of variance kept (0.95)")
     t.add_argument("--time-column", default=None)
@@ -82,6 +105,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(rb)
     rb.add_argument("name")
     rb.set_defaults(func=_rollback)
+
+    from edge.app.commands.evaluate_cmd import register as register_evaluate
+
+    register_evaluate(msub)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -125,8 +152,21 @@ def _train(args: argparse.Namespace) -> int:
         return _err(str(exc), EXIT_USAGE)
     if args.dsn and not (args.asset and args.t_from and args.t_to):
         return _err("--dsn needs --asset, --from and --to", EXIT_USAGE)
+    overrides = {k: v for k, v in (("window_s", args.window_s), ("hop_s", args.hop_s),
+                                   ("grid_hz", args.grid_hz)) if v is not None}
+    try:
+        if overrides:
+            settings = type(settings).model_validate({**settings.model_dump(), **overrides})
+        column_map, rows = _column_map(args.column_map), _rows(args.rows)
+    except ValueError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if settings.hop_s > settings.window_s:
+        return _err(f"hop {settings.hop_s:g} s is longer than the window {settings.window_s:g} s", EXIT_USAGE)
+    ignore = _names(args.label_columns) + _names(args.ignore_columns)
+    if args.dsn and (column_map or rows or ignore):
+        return _err("--column-map, --rows, --label-columns and --ignore-columns apply to a file", EXIT_USAGE)
     kind = model_kind(args.kind)
-    given = {"quantile": args.quantile, "var": args.var}
+    given = {"quantile": args.quantile, "var": args.var, "target_far": args.target_far}
     unknown = sorted(k for k, v in given.items() if v is not None and k not in kind.settings.model_fields)
     if unknown:
         return _err(f"--{', --'.join(unknown)} does not apply to kind {kind.name}", EXIT_USAGE)
@@ -145,6 +185,9 @@ def _train(args: argparse.Namespace) -> int:
             t_to=_parse_time(args.t_to),
             holdout=args.holdout,
             time_column=args.time_column,
+            column_map=column_map,
+            ignore_columns=ignore,
+            rows=rows,
         )
     except (ValueError, FileNotFoundError) as exc:
         return _err(str(exc), EXIT_USAGE)
@@ -152,14 +195,51 @@ def _train(args: argparse.Namespace) -> int:
         from inference.packages import archive_package
 
         archive_package(pkg.path, args.archive)
+    m = pkg.manifest.get("metrics", {})
+    cal = m.get("calibration", {})
+    far = m.get("holdout_alarm_rate_after_hysteresis")
     print(
         f"registered {pkg.name} v{pkg.version} ({pkg.manifest.get('kind')}, {len(pkg.features)} features, "
         f"threshold {pkg.threshold:.4g}, sha256 {pkg.sha256[:12]}) in {pkg.path}"
     )
     print(
+        "false alarms after hysteresis: cross-calibrated "
+        f"{cal.get('heldout_alarm_rate_after_hysteresis', 0):.2%}"
+        f" (target {cal.get('target_far', 0):.2%}), held out "
+        f"{'n/a' if far is None else f'{far:.2%}'} of {m.get('holdout_windows', 0)} windows"
+    )
+    print(
         f"next: edge models validate {pkg.name} {pkg.version} && edge models promote {pkg.name} {pkg.version}"
     )
     return 0
+
+
+def _names(s: str | None) -> list[str]:
+    return [c.strip() for c in (s or "").split(",") if c.strip()]
+
+
+def _column_map(s: str | None) -> dict[str, str]:
+    out = {}
+    for item in _names(s):
+        col, sep, name = item.partition("=")
+        if not sep or not col.strip() or not name.strip():
+            raise ValueError(f"--column-map: {item!r} is not COLUMN=NAME")
+        out[col.strip()] = name.strip()
+    if len(set(out.values())) < len(out):
+        raise ValueError("--column-map: two columns mapped to the same name")
+    return out
+
+
+def _rows(s: str | None) -> tuple[int | None, int | None] | None:
+    if s is None:
+        return None
+    lo, sep, hi = s.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
+    except ValueError:
+        raise ValueError(f"--rows: {s!r} is not START:END") from None
 
 
 def _parse_time(s: str | None) -> datetime | None:

@@ -31,6 +31,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     cfg = loaded.config
+    # every secret is read before anything starts: a missing one is a config error (exit 2, which the unit
+    # does not restart), named by its reference (env variable or file), never by a value
+    from edge.app.config import missing_secrets
+
+    missing = missing_secrets(cfg)
+    for line in missing:
+        print(f"error: {loaded.layers[-1]}: {line}", file=sys.stderr)
+    if missing:
+        return 2
     setup_logging(args.log_level or cfg.log.level, args.log_format or cfg.log.format)
 
     async def main() -> None:

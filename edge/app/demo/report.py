@@ -1,4 +1,5 @@
-"""What the demo found: rows in the historian, every simulated tag present, insights against the labels."""
+"""What the demo found: rows in the historian, every simulated tag present, and the scorecard: the insights
+against the simulator's labels (:mod:`edge.app.demo.scorecard`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from edge.app.demo.scorecard import GRACE_S, FaultSpan, InsightRow, score, table
 
 
 def _labels(path: Path) -> list[dict[str, Any]]:
@@ -23,48 +26,56 @@ def _ts(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def summarize(dsn: str, labels_path: Path) -> Iterator[str]:
+def collect(dsn: str, labels_path: Path, *, grace_s: float = GRACE_S) -> dict[str, Any]:
+    """What the run left: rows per table, tags, dead letters, the labels and the scorecard (JSON-ready)."""
     with psycopg.connect(dsn) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                   for t in ("samples", "features", "insights", "events", "dead_letters")}
         tags = conn.execute("SELECT tag, count(*) FROM samples GROUP BY tag ORDER BY tag").fetchall()
-        alarms = conn.execute(
-            "SELECT asset, window_start, window_end, severity, score, threshold FROM insights "
-            "WHERE severity <> 'ok' AND NOT gated ORDER BY window_start").fetchall()
-        gated = conn.execute("SELECT asset, window_start, window_end FROM insights WHERE gated "
-                             "ORDER BY window_start").fetchall()
+        insights = conn.execute(
+            "SELECT asset, window_start, window_end, severity, gated FROM insights "
+            "ORDER BY window_start, asset").fetchall()
         reasons = conn.execute(
             "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC").fetchall()
         ctx = conn.execute(
             "SELECT count(*) FILTER (WHERE work_order IS NOT NULL), count(*) FROM samples").fetchone()
+    labels = _labels(labels_path)
+    spans = [FaultSpan(str(lb.get("kind")), str(lb.get("machine") or ""),
+                       _ts(lb.get("start_us") or lb["start"]), _ts(lb.get("end_us") or lb["end"]))
+             for lb in labels]
+    rows = [InsightRow(_machine(a), ws, we, str(sev), bool(g)) for a, ws, we, sev, g in insights]
+    return {
+        "historian_rows": counts,
+        "tags": {"with_samples": len(tags), "fewest_rows": min((n for _, n in tags), default=0)},
+        "samples_with_work_order": ctx[0] if ctx else 0,
+        "dead_letters_by_reason": dict(reasons),
+        "labels": labels,
+        "scorecard": score(spans, rows, grace_s=grace_s),
+    }
+
+
+def summarize(dsn: str, labels_path: Path) -> Iterator[str]:
+    yield from lines(collect(dsn, labels_path))
+
+
+def lines(summary: dict[str, Any]) -> Iterator[str]:
+    counts = summary["historian_rows"]
     yield "— summary —"
     yield "historian rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items())
-    yield f"tags with samples: {len(tags)} (fewest rows: {min((n for _, n in tags), default=0):,})"
-    if ctx and ctx[1]:
-        yield f"samples with a work order attached: {ctx[0]:,} of {ctx[1]:,}"
-    if reasons:
-        yield "dead letters by reason: " + ", ".join(f"{r} {n}" for r, n in reasons)
-    labels = _labels(labels_path)
-    yield f"injected faults: {len(labels)}"
-    for lb in labels:
-        machine = str(lb.get("machine") or "")
-        start, end = _ts(lb.get("start_us") or lb["start"]), _ts(lb.get("end_us") or lb["end"])
-        hits = [a for a in alarms if _same_machine(a[0], machine) and a[2] >= start]
-        during = [a for a in hits if a[1] <= end]
-        first = (f"first flagged {(hits[0][2] - start).total_seconds():.0f}s after it began" if hits
-                 else "not flagged")
-        held = [g for g in gated if _same_machine(g[0], machine) and g[2] >= start and g[1] <= end]
-        note = f"; {len(held)} windows held back as bad input (no alarm)" if held else ""
-        yield f"  {lb.get('kind')} on {machine}: {len(during)} windows flagged during it, {first}{note}"
-    faulty = {str(lb.get("machine") or "") for lb in labels}
-    clean = [a for a in alarms if not any(_same_machine(a[0], m) for m in faulty if m)]
-    yield f"windows flagged on machines with no injected fault (false alarms): {len(clean)}"
+    yield (f"tags with samples: {summary['tags']['with_samples']} "
+           f"(fewest rows: {summary['tags']['fewest_rows']:,})")
+    if counts["samples"]:
+        yield (f"samples with a work order attached: {summary['samples_with_work_order']:,} "
+               f"of {counts['samples']:,}")
+    if summary["dead_letters_by_reason"]:
+        yield "dead letters by reason: " + ", ".join(
+            f"{r} {n}" for r, n in summary["dead_letters_by_reason"].items())
+    yield f"injected faults: {len(summary['labels'])}"
+    yield from table(summary["scorecard"])
 
 
-def _same_machine(asset: str, machine: str) -> bool:
-    """``acme/plant1/packaging/line1/cell3/press3`` is the simulator's machine ``line1.press3``."""
-    if not machine:
-        return False
-    line, _, name = machine.partition(".")
+def _machine(asset: str) -> str:
+    """``acme/plant1/packaging/line1/cell3/press3`` -> the simulator's machine name ``line1.press3``."""
     parts = asset.split("/")
-    return line in parts and parts[-1] == name
+    line = next((p for p in parts if p.startswith("line")), "")
+    return f"{line}.{parts[-1]}" if line else asset

@@ -8,7 +8,8 @@
    validated and promoted.
 4. Live: the plant simulator serves OPC-UA with injected faults, MES events (work orders, shifts) go out over
    MQTT, and the pipeline ingests, contextualizes, scores and stores everything until Ctrl-C or --duration.
-5. A summary: rows per table, every simulated tag present, and the insights against the simulator's labels.
+5. A summary: rows per table, every simulated tag present, and the scorecard: the insights against the
+   simulator's labels (``scorecard.py``); with ``--json`` also as one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class DemoOptions:
     box: str = DEMO_BOX
     seed: int = 7
     baseline_s: float = 900.0
+    faults: str = "auto"  # a fault spec (edge.simulator.faults): "auto", "none" or KIND:TARGET@START+DUR,...
+    warmup_s: float | None = None  # fault-free start of an auto schedule; None: warmup_for(horizon)
+    json_out: bool = False  # print the summary (with the scorecard) as one JSON object on stdout
     opcua_port: int = 0
     print_every_s: float = 5.0
     out: Callable[[str], None] = print
@@ -145,7 +149,10 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
     settings = cfg.inference
     ticks = int(opts.baseline_s * 10)
     start_us = int((time.time() - opts.baseline_s - 60) * 1e6)
-    plant = Plant(PlantConfig.demo_site(seed=opts.seed + 1000), start_us=start_us)
+    # The plant the box will watch (the live plant's machines: same seed) on another stretch of its running
+    # (its own noise). A model trained on another plant's machines flags this plant's normal spread of load
+    # and temperature; the simulator starts thermally settled, so no start-up transient is learnt either.
+    plant = Plant(PlantConfig.demo_site(seed=opts.seed, noise_seed=opts.seed + 1000), start_us=start_us)
     ctx = Contextualizer.from_settings(cfg.assets, cfg.quality.unmapped)
     ts_parts, tag_parts, val_parts = [], [], []
     for ts, tags, values in plant.samples(ticks):
@@ -168,7 +175,7 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
                  kind.settings.model_validate({"quantile": 0.995, "var": 0.9}),
                  progress=lambda m: opts.out(f"  train: {m}"))
     manifest = build_manifest(MODEL_NAME, tset, result, spec, settings,
-                              [f"simulator seed {opts.seed + 1000}"])
+                              [f"simulator seed {opts.seed}, noise seed {opts.seed + 1000}"])
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)
     check = reg.validate(MODEL_NAME, pkg.version)
@@ -186,7 +193,7 @@ def train_baseline(cfg: AppConfig, opts: DemoOptions) -> dict[str, Any]:
 async def run_demo(opts: DemoOptions) -> int:
     from edge.app.pipeline import build_pipeline
     from edge.core.ports import free_port
-    from edge.simulator.faults import auto_faults
+    from edge.simulator.faults import parse_faults
     from edge.simulator.mes import MesSimulator
     from edge.simulator.opcua_server import PlantServer
     from edge.simulator.plant import Plant, PlantConfig, machine_names
@@ -201,7 +208,9 @@ async def run_demo(opts: DemoOptions) -> int:
         labels = opts.data_dir.resolve() / "labels.jsonl"
         labels.unlink(missing_ok=True)
         horizon = opts.duration_s or 600.0
-        faults = tuple(auto_faults(machine_names(2, 3), horizon, opts.seed))
+        warmup = warmup_for(horizon) if opts.warmup_s is None else opts.warmup_s
+        faults = tuple(parse_faults(opts.faults, machine_names(2, 3), duration_s=horizon, seed=opts.seed,
+                                    start_s=warmup))
         plant = Plant(PlantConfig.demo_site(seed=opts.seed, faults=faults), labels_path=labels)
         server = PlantServer(plant, port=opcua_port)
         await server.start_server()
@@ -212,7 +221,7 @@ async def run_demo(opts: DemoOptions) -> int:
         pipeline.supervisor.add(mes_sim)
         _write_state(services, cfg)
         opts.out(f"plant: OPC-UA {server.endpoint}, 2 lines x 3 presses, 4 tags each at 10 Hz; "
-                 f"faults: {', '.join(f'{f.kind} on {f.machine} at {f.start_s:.0f}s' for f in faults)}")
+                 f"faults: {_schedule(faults)}")
         opts.out(f"look at it: edge tui   |   psql '{services.reader_dsn}'   |   "
                  f"mosquitto_sub -L '{services.mqtt_url}/+/+/+/+/+/+/_insights/#' -v")
         printer = asyncio.create_task(_print_live(pipeline, services, opts))
@@ -225,6 +234,18 @@ async def run_demo(opts: DemoOptions) -> int:
         demo_state_path().unlink(missing_ok=True)
         services.stop()
     return 0
+
+
+def _schedule(faults: tuple[Any, ...]) -> str:
+    return ", ".join(f"{f.kind} on {f.machine or 'the server'} at {f.start_s:.0f}s" for f in faults) or "none"
+
+
+def warmup_for(horizon_s: float) -> float:
+    """Seconds of the live plant an auto fault schedule leaves fault-free: the first windows close about
+    ``window_s`` + lateness after the plant starts and a level rises only after ``hysteresis_windows`` of
+    them, so a fault injected sooner would hit a model that is not scoring yet (and the scorecard could not
+    tell a false alarm from a detection). A fifth of the run, between 20 s and 60 s."""
+    return min(60.0, max(20.0, 0.2 * horizon_s))
 
 
 class PlantComponent:
@@ -278,7 +299,10 @@ async def _print_live(pipeline: Any, services: Services, opts: DemoOptions) -> N
 
 
 def _summary(services: Services, labels: Path, opts: DemoOptions) -> None:
-    from edge.app.demo.report import summarize
+    from edge.app.demo.report import collect, lines
 
-    for line in summarize(services.superuser_dsn, labels):
+    summary = collect(services.superuser_dsn, labels)
+    for line in lines(summary):
         opts.out(line)
+    if opts.json_out:
+        print(json.dumps(summary, default=str), flush=True)

@@ -22,7 +22,7 @@ class IforestKind:
         forest = IsolationForest(n_estimators=options.n_estimators, random_state=options.seed).fit(
             x_train.astype(np.float32)
         )
-        progress("iforest: converting to ONNX (skl2onnx)")
+        progress("iforest: building the ONNX tree ensemble")
 
         def score(x: np.ndarray) -> np.ndarray:
             return np.asarray(-forest.decision_function(np.asarray(x, dtype=np.float32)), dtype=np.float64)

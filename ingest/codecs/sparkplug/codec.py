@@ -6,9 +6,10 @@ Topics: ``spBv1.0/<group>/<NBIRTH|NDEATH|NDATA|NCMD|DBIRTH|DDEATH|DDATA|DCMD>/<e
 - the alias tables of the NBIRTH (node metrics) and of each DBIRTH (device metrics); NDATA/DDATA metrics
   that carry only an alias are resolved through them;
 - ``seq`` (0..255, wrapping): every NBIRTH starts it, every later message of the node (DBIRTH, NDATA,
-  DDATA, DDEATH) must carry the next one. A gap (a lost message), data from a node whose birth we never saw,
-  or an alias no birth defined, is an event and a rebirth request: an NCMD ``Node Control/Rebirth`` = true
-  (at most one per ``rebirth_interval_s`` per node, until the node is born again);
+  DDATA, DDEATH) must carry the next one. A gap is a ``data_loss`` event with the count of messages lost
+  (``detail.lost``, mod 256; counters ``seq_gaps``, ``seq_lost``). A gap, data from a node whose birth we
+  never saw, or an alias no birth defined, is also an event and a rebirth request: an NCMD
+  ``Node Control/Rebirth`` = true (at most one per ``rebirth_interval_s`` per node, until it is born again);
 - ``bdSeq``: the NBIRTH's bdSeq metric must equal the bdSeq of the NDEATH (the MQTT will of that session);
   an NDEATH whose bdSeq differs is late news of an older session and is ignored;
 - the last value of each tag: NDEATH marks every tag of the node (and its devices), DDEATH every tag of the
@@ -167,7 +168,18 @@ class SparkplugCodec:
         expected = ((st.seq if st.seq is not None else -1) + 1) % 256
         st.seq = seq
         if seq != expected:
+            # messages the node numbered and we never got: at least this many (seq wraps at 256, so a gap
+            # of 256 or more cannot be told from a shorter one); every gap is an event, never rate-limited
+            lost = (seq - expected) % 256
             self.counters["seq_gaps"] += 1
+            self.counters["seq_lost"] += lost
+            st.lost += lost
+            out.events.append(CodecEvent(
+                recv_us, EventKind.DATA_LOSS,
+                f"Sparkplug node {st.group}/{st.node}: {lost} message(s) lost upstream "
+                f"(seq expected {expected}, got {seq}, in {mtype})",
+                {"group": st.group, "node": st.node, "expected": expected, "got": seq, "lost": lost,
+                 "message_type": mtype, "lost_total": st.lost}))
             self._request_rebirth(st, f"sequence gap (expected {expected}, got {seq})", recv_us, out,
                                   {"expected": expected, "got": seq})
 

@@ -25,3 +25,4 @@ class NodeState:
     last: dict[str, tuple[float, int]] = field(default_factory=dict)  # tag -> (value, quality)
     device_of: dict[str, str] = field(default_factory=dict)  # tag -> device ("" for node metrics)
     rebirth_requested_at: float = -1e18
+    lost: int = 0  # messages lost upstream (seq gaps), since this host started

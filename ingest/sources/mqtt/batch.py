@@ -85,7 +85,13 @@ class Batch:
         return self.replay_id if self.replay_id is not None else self._hash.hexdigest()
 
     def events_id(self) -> str:
-        return self._ev_hash.hexdigest() + "-ev"
+        # every event of the batch, also those a codec appended to ``decoded.events`` itself (Sparkplug
+        # births, deaths, seq gaps): without them every such batch had the same id and the historian's
+        # ledger kept only the first
+        h = self._ev_hash.copy()
+        for ev in self.decoded.events:
+            h.update(f"{ev.ts_us}\x1e{ev.message}".encode())
+        return h.hexdigest() + "-ev"
 
 
 def batch_of_events(events: list[CodecEvent], source: str) -> pa.RecordBatch:

@@ -78,6 +78,25 @@ class CertificateRefused(Exception):
         )
 
 
+class ClientCertificateRejected(Exception):
+    """The server refused this appliance's own certificate. The message names it (subject, thumbprint, file)
+    and says how to get it trusted on the server; the source backs off and retries, it does not crash."""
+
+    def __init__(self, own: CertInfo | None, endpoint: str, pki_dir: Path, cause: str) -> None:
+        self.info = own
+        self.endpoint = endpoint
+        self.cause = cause
+        path = own.path if own is not None and own.path is not None else Path(pki_dir) / "own" / "cert.der"
+        who = own.describe() if own is not None else "(no certificate yet)"
+        super().__init__(
+            f"the server {endpoint} rejected this appliance's client certificate ({cause}): {who} "
+            f"file={path}. Trust it on the server: copy {path} into the server's trusted client "
+            "certificates (asyncua, open62541, Unified Automation: pki/trusted/certs/ beside the server; "
+            "Prosys, KEPServerEX, Ignition: move it from the server's rejected list to trusted in its OPC UA "
+            "configuration). The source retries on its own once it is trusted."
+        )
+
+
 class Pki:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -7,9 +7,21 @@ import asyncio
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from ingest.settings import OpcUaSourceSettings
-from ingest.sources.opcua.certs import CLIENT_APP_URI, Pki
+from ingest.sources.opcua.certs import CLIENT_APP_URI, ClientCertificateRejected, Pki
+
+# what servers answer when they do not trust the client's certificate (some only close the channel, which
+# asyncua reports as a bare AssertionError while it opens the secure channel)
+CLIENT_CERT_REFUSALS = frozenset({
+    StatusCodes.BadCertificateUntrusted, StatusCodes.BadSecurityChecksFailed,
+    StatusCodes.BadCertificateInvalid, StatusCodes.BadCertificateRevoked,
+    StatusCodes.BadCertificateRevocationUnknown, StatusCodes.BadCertificateIssuerRevocationUnknown,
+    StatusCodes.BadCertificateUseNotAllowed, StatusCodes.BadCertificateUriInvalid,
+    StatusCodes.BadCertificateTimeInvalid, StatusCodes.BadCertificateHostNameInvalid,
+})
 
 POLICY_CLASSES = {
     "Basic256Sha256": "SecurityPolicyBasic256Sha256",
@@ -47,6 +59,17 @@ async def open_client(settings: OpcUaSourceSettings, name: str) -> Client:
         der = first_cert(endpoint.ServerCertificate)
         pki.check_server(der, s.endpoint, trust_on_first_use=s.trust_on_first_use)
         await client.set_security(policy, str(cert), str(key), server_certificate=der, mode=mode)
+        try:
+            await asyncio.wait_for(client.connect(), s.request_timeout_s)
+        except AssertionError as exc:
+            raise ClientCertificateRejected(pki.own(), s.endpoint, s.pki_dir,
+                                            f"the server closed the secure channel: {exc!r}") from exc
+        except UaStatusCodeError as exc:
+            if exc.code in CLIENT_CERT_REFUSALS:
+                raise ClientCertificateRejected(pki.own(), s.endpoint, s.pki_dir,
+                                                ua.StatusCode(exc.code).name) from exc
+            raise
+        return client
     await asyncio.wait_for(client.connect(), s.request_timeout_s)
     return client
 

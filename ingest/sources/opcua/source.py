@@ -37,10 +37,11 @@ from edge.core.envelope import Envelope, batch_id_for
 from edge.core.settings import PipelineSettings
 from ingest.settings import OpcUaSourceSettings
 from ingest.sources.opcua import fastdecode
-from ingest.sources.opcua.certs import CertificateRefused
+from ingest.sources.opcua.certs import CertificateRefused, ClientCertificateRejected
 from ingest.sources.opcua.columns import Columns
 from ingest.sources.opcua.fastdecode import DataChangeColumns
 from ingest.sources.opcua.nodes import NodeName, NodeNameError, Resolver, parse_node_name
+from ingest.sources.opcua.probe import check_endpoint_path, wait_retry
 from ingest.sources.opcua.security import open_client
 from ingest.sources.opcua.subscription import subscribe
 
@@ -91,6 +92,7 @@ class OpcUaSource:
         self._gap_start_us: int | None = None
         self._gap_cause = ""
         self._pending_events: list[dict[str, Any]] = []
+        self._reported: set[str] = set()
         self._last_data_us = 0
         # counters for health and tests
         self.values_received = 0
@@ -106,15 +108,22 @@ class OpcUaSource:
         self._epoch_us = now_us()
         self._seq = 0
         flusher = asyncio.create_task(self._flush_loop(), name=f"{self.name}-flush")
-        backoff = self.settings.reconnect_min_s
+        s = self.settings
+        backoff = s.reconnect_min_s
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
+                security_refusal = False
                 try:
                     cause = await self._session()
-                except CertificateRefused as exc:
-                    cause = str(exc)
-                    log.error("%s", exc, extra={"source": self.name})
+                except (CertificateRefused, ClientCertificateRejected) as exc:
+                    # a certificate problem needs a person: said once (log and event), then retried slowly
+                    cause, security_refusal = str(exc), True
+                    self._report_once(exc, "certificate refused", {
+                        "endpoint": s.endpoint, "reason": type(exc).__name__,
+                        "thumbprint": exc.info.thumbprint if exc.info is not None else None,
+                        "subject": exc.info.subject if exc.info is not None else None,
+                        "path": str(exc.info.path) if exc.info is not None and exc.info.path else None})
                 except (OSError, TimeoutError, ConnectionError, UaError, NodeNameError) as exc:
                     cause = f"{type(exc).__name__}: {exc}"
                     log.warning("opc-ua connection failed", extra={"source": self.name, "error": cause})
@@ -123,10 +132,14 @@ class OpcUaSource:
                     break
                 self._open_gap(cause)
                 if time.monotonic() - started > 30:
-                    backoff = self.settings.reconnect_min_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff)
-                backoff = min(backoff * 2, self.settings.reconnect_max_s)
+                    backoff = s.reconnect_min_s
+                delay = s.reconnect_max_s if security_refusal else backoff
+                # while waiting, a TCP connect every PROBE_S: a server that comes back is tried at once
+                # (values again within seconds of its return, whatever the outage's length)
+                if await wait_retry(s.endpoint, delay, self._stop, probe=not security_refusal):
+                    backoff = s.reconnect_min_s
+                else:
+                    backoff = min(backoff * 2, s.reconnect_max_s)
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,6 +201,9 @@ class OpcUaSource:
             in_flight = s.publish_requests or min(16, n_subs + 1)
             for _ in range(in_flight - 1):
                 extra_loops.append(asyncio.create_task(session._publish_loop()))
+            warning = await check_endpoint_path(client, s.endpoint)
+            if warning:
+                self._report_once(warning, "endpoint path", {"endpoint": s.endpoint}, level=logging.WARNING)
             self.connects += 1
             self.connected.set()
             log.info("opc-ua source subscribed", extra={"source": self.name, "endpoint": s.endpoint,
@@ -288,6 +304,17 @@ class OpcUaSource:
                 and self._lost is not None and not self._lost.is_set()):
                 self._lost_cause = f"subscription status {status.name}"
                 self._lost.set()
+
+    def _report_once(self, problem: object, what: str, detail: dict[str, Any],
+                     level: int = logging.ERROR) -> None:
+        """Log ``problem`` and record it as a ``connection`` event, once per distinct message."""
+        text = str(problem)
+        if text in self._reported:
+            return
+        self._reported.add(text)
+        log.log(level, "%s", text, extra={"source": self.name})
+        self._pending_events.append(event_row(EventKind.CONNECTION, f"{self.name}: {what}: {text}",
+                                              {**detail, "message": text}, source=self.name))
 
     # -- gaps ---------------------------------------------------------------------------------------
     def _open_gap(self, cause: str) -> None:

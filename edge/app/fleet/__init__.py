@@ -1,0 +1,1 @@
+"""The fleet view: heartbeats of the boxes of a site against the state ``firmware-config/`` renders."""

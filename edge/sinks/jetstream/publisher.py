@@ -1,0 +1,250 @@
+"""The box's JetStream sink: every batch of the kinds it forwards, published to the site stream.
+
+Delivery: the pipeline tees each historian-bound envelope (``edge.app.pipeline``): one copy to the local
+historian, one to this sink's ``inbox``, their acknowledgements joined. So a source acknowledges its input
+only once the local historian committed (or spooled) it **and** JetStream acknowledged the publish (or this
+sink's own spool took it). Publishes carry ``Nats-Msg-Id = <box>.<batch_id>``: a retry inside the stream's
+de-duplication window is stored once, and the central ledger catches anything later.
+
+While the cluster is away (no connection, a publish error or timeout, no stream leader) envelopes go to a
+:class:`~edge.sinks.historian.spool.Spool` of its own (``jetstream.spool_dir``); a replay task publishes the
+spool oldest first once a probe succeeds. Up to ``in_flight`` publishes await their acks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from edge.core.component import EventHook, Role
+from edge.core.envelope import Envelope
+from edge.core.metrics import METRICS, Metrics
+from edge.core.settings import SpoolSettings
+from edge.sinks.historian.spool import Spool, SpoolFull
+from edge.sinks.jetstream.codec import data_subject, encode
+from edge.sinks.jetstream.settings import JetStreamSettings
+from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
+
+log = logging.getLogger("edge.sinks.jetstream")
+
+
+class JetStreamSink:
+    """Supervisor component (role ``sink``) with its own bounded ``inbox``; ``tap = True`` asks the pipeline
+    for a copy of every historian-bound envelope."""
+
+    role: Role = "sink"
+    tap = True
+
+    def __init__(self, settings: JetStreamSettings, *, box: str, site: str | None, spool: SpoolSettings,
+                 inbox_batches: int = 64, name: str = "jetstream", metrics: Metrics | None = None,
+                 on_event: EventHook | None = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.box = box
+        self.site = settings.site or site or "site"
+        self.inbox: asyncio.Queue[Envelope] = asyncio.Queue(inbox_batches)
+        self.metrics = metrics or METRICS
+        self.on_event = on_event
+        self.spool = Spool(spool, metrics=self.metrics, stage=f"{name}-spool")
+        self.kinds = frozenset(settings.kinds)
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.last_error: str | None = None
+        self.published = 0
+        self._up = False
+        self._stopping = asyncio.Event()
+        self._replay_wake = asyncio.Event()
+        self._sem = asyncio.Semaphore(settings.in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._replay_pos: tuple[int, int] = (0, 0)
+
+    def attach_app(self, info: Any) -> None:
+        if self.settings.site is None and getattr(info, "site", None):
+            self.site = info.site
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    # -- component -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._stopping = asyncio.Event()
+        await asyncio.to_thread(self.spool.open)
+        helpers = [asyncio.create_task(self._connect_loop(), name=f"{self.name}-connect"),
+                   asyncio.create_task(self._replay_loop(), name=f"{self.name}-replay")]
+        try:
+            while not (self._stopping.is_set() and self.inbox.empty()):
+                try:  # the fast path first: wait_for costs a task per call
+                    envelope = self.inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        envelope = await asyncio.wait_for(self.inbox.get(), 0.1)
+                    except TimeoutError:
+                        continue
+                try:
+                    await self._offer(envelope)
+                finally:
+                    self.inbox.task_done()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=self.settings.publish_timeout_s + 1)
+        finally:
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.nc.close(), 2.0)
+            self.nc, self.js, self._up = None, None, False
+            await asyncio.to_thread(self.spool.close)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    # -- connection ------------------------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        while self.nc is None:
+            try:
+                nc = await connect(self.settings.servers, name=f"{self.box}-jetstream",
+                                   on_down=self._on_disconnect, on_up=self._on_reconnect)
+                js = nc.jetstream(timeout=self.settings.publish_timeout_s)
+                if self.settings.ensure_streams:
+                    await ensure_streams(js, self.site, **stream_kwargs(self.settings))
+                self.nc, self.js = nc, js
+                self._mark_up()
+            except Exception as exc:
+                self._mark_down(exc)
+                await asyncio.sleep(self.settings.retry_interval_s)
+
+    async def _on_disconnect(self) -> None:
+        if self._stopping.is_set() and self.inbox.empty() and not self._tasks:
+            return  # our own close at stop
+        self._mark_down(ConnectionError("disconnected from the NATS cluster"))
+
+    async def _on_reconnect(self) -> None:
+        self._replay_wake.set()  # the replay task probes at once
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self.last_error = describe(exc)
+        if self._up:
+            self._up = False
+            self.metrics.set_gauge("jetstream_up", 0, stage=self.name)
+            log.warning("JetStream unavailable; spooling", extra={"error": self.last_error})
+            self._event("JetStream unavailable; spooling", {"error": self.last_error})
+
+    def _mark_up(self) -> None:
+        if not self._up:
+            self._up = True
+            self.metrics.set_gauge("jetstream_up", 1, stage=self.name)
+            self._event("JetStream answers", {"spool_rows": self.spool.rows})
+            self._replay_wake.set()
+
+    def _event(self, message: str, detail: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):
+                self.on_event("connection", message, {"sink": self.name, **detail})
+
+    # -- live path -------------------------------------------------------------------------------------
+
+    async def _offer(self, envelope: Envelope) -> None:
+        if envelope.kind not in self.kinds:
+            envelope.acknowledge()
+            return
+        self.metrics.inc(self.name, "received", envelope.num_rows)
+        if self._up and self.js is not None:
+            await self._sem.acquire()
+            task = asyncio.create_task(self._publish_live(envelope))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            await self._to_spool(envelope)
+
+    async def _publish_live(self, envelope: Envelope) -> None:
+        try:
+            await self._publish(envelope)
+        except Exception as exc:
+            self._mark_down(exc)
+            await self._to_spool(envelope)
+        else:
+            envelope.acknowledge()
+        finally:
+            self._sem.release()
+
+    async def _publish(self, envelope: Envelope) -> None:
+        js = self.js
+        if js is None:
+            raise ConnectionError("not connected")
+        if self.settings.compression == "none" or envelope.num_rows < 256:
+            payload, headers = encode(envelope, self.box, compression=self.settings.compression)
+        else:  # compressing releases the GIL: off the event loop, beside the other publishes
+            payload, headers = await asyncio.to_thread(encode, envelope, self.box,
+                                                       compression=self.settings.compression)
+        subject = data_subject(self.site, self.settings.line, self.box, envelope.kind)
+        ack = await js.publish(subject, payload, timeout=self.settings.publish_timeout_s, headers=headers)
+        self.metrics.inc(self.name, "duplicate" if ack.duplicate else "published", envelope.num_rows)
+        self.published += 1
+
+    async def _to_spool(self, envelope: Envelope) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.spool.append, envelope)
+            except SpoolFull:
+                if self._stopping.is_set():  # left unacknowledged: the source delivers it again
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.retry_interval_s)
+                if self._up:
+                    try:
+                        await self._publish(envelope)
+                    except Exception as exc:
+                        self._mark_down(exc)
+                        continue
+                    envelope.acknowledge()
+                    return
+                continue
+            envelope.acknowledge()
+            self._replay_wake.set()
+            return
+
+    # -- replay ----------------------------------------------------------------------------------------
+
+    async def _replay_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_wake.wait(), self.settings.retry_interval_s)
+            self._replay_wake.clear()
+            while self.js is not None:
+                segment = await asyncio.to_thread(self.spool.oldest)
+                if segment is None:
+                    break
+                envelopes = await asyncio.to_thread(segment.read)
+                start = self._replay_pos[1] if self._replay_pos[0] == segment.seq else 0
+                done = True
+                for i in range(start, len(envelopes)):
+                    started = time.monotonic()
+                    try:
+                        await self._publish(envelopes[i])
+                    except Exception as exc:
+                        self._mark_down(exc)
+                        self._replay_pos = (segment.seq, i)
+                        done = False
+                        break
+                    self._mark_up()
+                    self.metrics.inc(self.name, "replayed", envelopes[i].num_rows)
+                    log.debug("replayed", extra={"s": time.monotonic() - started})
+                if not done:
+                    break
+                await asyncio.to_thread(self.spool.remove, segment)
+                self._replay_pos = (0, 0)
+            connected = self.nc is not None and self.nc.is_connected
+            if self.js is not None and connected and self.spool.empty() and not self._up:
+                self._mark_up()  # nothing to probe with: the connection itself says the cluster is back

@@ -1,0 +1,1 @@
+"""Offline evaluation: labelled files replayed through the live pipeline's code, and the benchmark scorers."""

@@ -1,0 +1,1 @@
+"""k-nearest-neighbour distance to the training windows: the ``knn`` model kind."""
