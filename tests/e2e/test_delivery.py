@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import pytest
 from edge.core.envelope import Envelope
 from edge.core.metrics import Metrics
 from edge.core.settings import SpoolSettings
-from edge.sinks.historian.migrate import migrate
 from edge.sinks.historian.settings import HistorianSettings
 from edge.sinks.historian.sink import HistorianSink
 from edge.sinks.historian.spool import Spool
@@ -35,23 +33,13 @@ from tests.fixtures.delivery_helpers import (
     envelope_for_message,
     wait_until,
 )
+from tests.fixtures.delivery_helpers import private_pg as private_pg  # fixture
 from tests.fixtures.delivery_helpers import queueing_mosquitto as queueing_mosquitto  # fixture
 from tests.fixtures.services import MosquittoProcess
 
 
 def make_writer(dsn: str, timeout_s: float = 5.0) -> HistorianWriter:
     return HistorianWriter(HistorianSettings(dsn=dsn, write_timeout_s=timeout_s), dsn=dsn)
-
-
-@pytest.fixture
-async def private_pg() -> AsyncIterator[PrivatePostgres]:
-    pg = await asyncio.to_thread(lambda: PrivatePostgres().start())
-    try:
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            migrate(conn, flavor="postgres")
-        yield pg
-    finally:
-        await asyncio.to_thread(pg.cleanup)
 
 
 class Harness:

@@ -8,23 +8,18 @@ compared by (tag, ts): 0 lost, 0 duplicated."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from edge.app.commands.config_cmd import mosquitto_limits
-from edge.core.ports import free_port, stop_process, wait_port
-from edge.sinks.historian.migrate import migrate
 from tests.fixtures.delivery_helpers import (
     NumberedPublisher,
     PrivatePostgres,
@@ -33,6 +28,8 @@ from tests.fixtures.delivery_helpers import (
     count_samples,
     wait_until,
 )
+from tests.fixtures.delivery_helpers import private_pg as private_pg  # fixture
+from tests.fixtures.services import MosquittoProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = ROOT / "firmware-config" / "mosquitto" / "factory-edge.conf"
@@ -48,45 +45,21 @@ def unit_restart_sec(unit: Path = SHIPPED_UNIT) -> float:
     return float(v[:-2]) / 1000 if v.endswith("ms") else float(v.rstrip("s"))
 
 
-class ShippedMosquitto:
+class ShippedMosquitto(MosquittoProcess):
     """``mosquitto -c`` the shipped config, with the listener port and persistence_location rewritten."""
 
     def __init__(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
+        if not Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto").exists():
             pytest.skip("mosquitto is not installed")
-        self.exe = exe
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="fe-shipped-mqtt-"))
-        if os.geteuid() == 0:  # mosquitto drops to its own user, which must write the persistence file
-            shutil.chown(self.dir, "mosquitto")
+        super().__init__()
+
+    def config_text(self) -> str:
         text, n_listen = re.subn(r"^listener 1883 127\.0\.0\.1$", f"listener {self.port} 127.0.0.1",
                                  SHIPPED_CONF.read_text(), flags=re.M)
         text, n_pers = re.subn(r"^persistence_location \S+$", f"persistence_location {self.dir}/", text,
                                flags=re.M)
         assert (n_listen, n_pers) == (1, 1), "the shipped conf changed: rewrite its port and paths here"
-        self.conf = self.dir / "factory-edge.conf"
-        self.conf.write_text(text)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> ShippedMosquitto:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port("127.0.0.1", self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return text
 
 
 @pytest.fixture
@@ -96,17 +69,6 @@ def shipped_mosquitto() -> Iterator[ShippedMosquitto]:
         yield broker
     finally:
         broker.cleanup()
-
-
-@pytest.fixture
-async def private_pg() -> AsyncIterator[PrivatePostgres]:
-    pg = await asyncio.to_thread(lambda: PrivatePostgres().start())
-    try:
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            migrate(conn, flavor="postgres")
-        yield pg
-    finally:
-        await asyncio.to_thread(pg.cleanup)
 
 
 class App:
