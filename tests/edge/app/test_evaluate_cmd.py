@@ -10,18 +10,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.inference.evaluation.cli_hooks import hooked
-
 SKAB = Path("/work/shared/data/skab")
 FILES = [SKAB / "valve1/0.csv", SKAB / "other/7.csv"]
 needs_skab = pytest.mark.skipif(not SKAB.is_dir(), reason=f"SKAB data not found at {SKAB}")
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
-    with hooked(monkeypatch):
-        from edge.app.cli import main
+    from edge.app.cli import main
 
-        return main(["models", "evaluate", *argv])
+    return main(["models", "evaluate", *argv])
 
 
 @needs_skab
@@ -79,12 +76,11 @@ def test_registry_model_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     df = pl.read_csv(SKAB / "anomaly-free/anomaly-free.csv", separator=";")
     df.write_csv(normal, separator=";")  # the whole run: enough windows for the calibration
     reg = tmp_path / "models"
-    with hooked(monkeypatch):
-        from edge.app.cli import main
+    from edge.app.cli import main
 
-        train = ["models", "train", "--csv", str(normal), "--name", "skab", "--models-dir", str(reg)]
-        assert main(train) == 0
-        assert main(["models", "promote", "skab", "1", "--force", "--models-dir", str(reg)]) == 0
+    train = ["models", "train", "--csv", str(normal), "--name", "skab", "--models-dir", str(reg)]
+    assert main(train) == 0
+    assert main(["models", "promote", "skab", "1", "--force", "--models-dir", str(reg)]) == 0
     capsys.readouterr()
     assert _run(monkeypatch, str(FILES[0]), "--model", "skab", "--models-dir", str(reg), "--json") == 0
     doc = json.loads(capsys.readouterr().out)
