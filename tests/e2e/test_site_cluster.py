@@ -214,7 +214,7 @@ def _wait_streams(urls: list[str], timeout_s: float = 30.0) -> None:
 def _fleet(cfg: Path, cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge.app.cli", "fleet", *args, "--dir", str(cfg),
                            "--site", "s1", "--servers", ",".join(cluster.urls)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=60)
 
 
 def _states(cfg: Path, cluster: Cluster) -> dict[str, str]:
