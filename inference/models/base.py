@@ -80,3 +80,15 @@ def tensor(name: str, arr: np.ndarray) -> Any:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+
+
+def model_bytes(graph: Any, *, ml_opset: bool = False) -> bytes:
+    """A checked ONNX model of ``graph`` (opset 17, IR 8; the ``ai.onnx.ml`` domain where trees need it)."""
+    import onnx
+    from onnx import helper
+
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("ai.onnx.ml", 3)] if ml_opset else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="factory-edge")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.models.base import tensor
+from inference.models.base import model_bytes, tensor
 
 
 def _avg_path(n: np.ndarray) -> np.ndarray:
@@ -28,7 +28,6 @@ def _avg_path(n: np.ndarray) -> np.ndarray:
 
 
 def iforest_onnx(forest: Any, n: int, mu: np.ndarray, sd: np.ndarray) -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     attrs: dict[str, Any] = {k: [] for k in (
@@ -93,10 +92,4 @@ def iforest_onnx(forest: Any, n: int, mu: np.ndarray, sd: np.ndarray) -> bytes:
         ],
         inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
-        producer_name="factory-edge",
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return model_bytes(graph, ml_opset=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.models.base import model_bytes
+
 
 def knn_onnx(mu: np.ndarray, sd: np.ndarray, ref: np.ndarray, k: int) -> bytes:
     """The graph: input ``features`` (batch, n) float32, outputs ``score`` (batch,), ``contributions``
@@ -64,9 +66,4 @@ def knn_onnx(mu: np.ndarray, sd: np.ndarray, ref: np.ndarray, k: int) -> bytes:
         ],
         inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="factory-edge"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return model_bytes(graph)

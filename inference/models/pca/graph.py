@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.models.base import tensor
+from inference.models.base import model_bytes, tensor
 
 
 def pca_onnx(
@@ -65,11 +65,4 @@ def pca_onnx(
         ],
         inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="factory-edge"
-    )
-    model.ir_version = 8
-    import onnx
-
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return model_bytes(graph)
