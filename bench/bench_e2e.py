@@ -19,7 +19,9 @@ A window can only close once the equipment's watermark (newest sample time - ``a
 its end, so ``allowed_lateness_s`` is an inherent wait; "pipeline own" = latency - allowed_lateness_s is what
 the pipeline adds, split into "close wait" (end + lateness to the start of the inference tick that scored the
 window: the closing sample's way in plus the wait for the tick), "tick->commit" (features, scoring, historian
-queue and commit; ``insights_outbox.created_at``) and "commit->MQTT" (outbox poll, publish, broker).
+queue and commit; ``insights_outbox.created_at``) and "commit->MQTT" (the outbox publisher woken by the
+commit's NOTIFY, publish, broker). The CPU line splits the CPU seconds of the load period by thread group of
+this process, this database's PostgreSQL backends and the (shared) broker: what bounds the ceiling.
 Counted: insights of windows that start after the publisher started and whose end + lateness is before it
 stopped (full windows closed by data), first delivery only (retained copies ignored).
 
@@ -209,6 +211,41 @@ def _iso_to_s(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
+# ------------------------------------------------------------------------------------------- CPU breakdown
+def cpu_snapshot(dbname: str) -> dict[str, float]:
+    """CPU seconds so far: this process per thread group (event loop, worker threads, paho's network
+    threads, Numba's feature threads), this database's PostgreSQL backends, and the broker (shared)."""
+    import re
+    import threading
+
+    import psutil
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for t in psutil.Process().threads():
+        group = re.sub(r"[-_ ]?\d+$", "", names.get(t.id, "other")) or "other"
+        group = re.sub(r"\(.*\)$", "", group).strip()
+        out[f"pipeline {group}"] = out.get(f"pipeline {group}", 0.0) + t.user_time + t.system_time
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        info = proc.info
+        cmd = " ".join(info.get("cmdline") or [])
+        times = info.get("cpu_times")
+        if times is None:
+            continue
+        if info.get("name") == "postgres" and dbname in cmd:
+            out["postgres backends"] = out.get("postgres backends", 0.0) + times.user + times.system
+        elif info.get("name") == "postgres":
+            out["postgres other (server, other databases)"] = (
+                out.get("postgres other (server, other databases)", 0.0) + times.user + times.system)
+        elif info.get("name") == "mosquitto":
+            out["mosquitto (shared)"] = out.get("mosquitto (shared)", 0.0) + times.user + times.system
+    return out
+
+
+def cpu_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: round(b[k] - a.get(k, 0.0), 2) for k in sorted(b) if b[k] - a.get(k, 0.0) >= 0.05}
+
+
 # ------------------------------------------------------------------------------------------------ one rate
 async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate: int, names: list[str],
                    vals: np.ndarray) -> dict[str, Any]:
@@ -267,10 +304,15 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
 
     mon = asyncio.create_task(monitor())
     cpu0 = time.process_time()
+    from psycopg.conninfo import conninfo_to_dict
+
+    dbname = str(conninfo_to_dict(services.writer_dsn)["dbname"])
+    snap0 = cpu_snapshot(dbname)
     await asyncio.sleep(max(0.0, start_at + args.duration - time.time()))
     pub_res = await asyncio.to_thread(pub_q.get, True, 60)
     await asyncio.to_thread(pub.join, 10)
     cpu_pipeline = time.process_time() - cpu0
+    cpu_split = cpu_delta(snap0, cpu_snapshot(dbname))
     load1 = os.getloadavg()[0]
     # drain: until the source has everything published (or 30 s), then the last windows and the outbox
     drain_deadline = time.time() + 30
@@ -343,7 +385,7 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         "stored": int(stored[0]) if stored else 0, "sustained": sustained, "caught_up_s": caught_up_s,
         "n": len(lat), "lat": lat, "own": own, "to_commit": to_commit, "commit_to_recv": commit_to_recv,
         "lateness": lateness, "tick": cfg.inference.tick_s, "qmax": qmax, "cpu_pipeline": cpu_pipeline,
-        "cpu_pub": pub_res["cpu_s"], "wall": t1 - t0, "insights_all": len(seen),
+        "cpu_pub": pub_res["cpu_s"], "cpu_split": cpu_split, "wall": t1 - t0, "insights_all": len(seen),
         "equipment": len(cfg.assets.equipment), "tags": len(cfg.assets.tags),
     }
 
@@ -422,6 +464,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"  dead letters {r['dead'] or 0}; load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}; "
                   "per 10 s (s from start, median latency, deepest historian queue): "
                   + ", ".join(f"{a}s {b:.2f} q{c}" for a, b, c in r["timeline"]), flush=True)
+            print(f"  CPU s over the load ({r['wall']:.0f} s wall, 2 cores = {2 * r['wall']:.0f} CPU s): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_split"].items()), flush=True)
     finally:
         if services is not None:
             services.stop()

@@ -4,9 +4,11 @@ one of its runtime table), so no runtime is named here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from edge.core.component import EventHook
 from inference.settings import InferenceSettings
@@ -22,10 +24,26 @@ class DeployedModel:
     package: Any  # inference.packages.ModelPackage
     runtime: Any  # inference.runtimes.base.Runtime
     assets: frozenset[str] = frozenset()  # empty: every equipment
+    role: str = "champion"  # or "challenger": scored in shadow, never published nor alarming
+    scope: str = "all"  # the alias's scope (inference.aliases): all, or an asset path
+    narrower: tuple[str, ...] = ()  # scopes inside ``scope`` where another alias of the name decides
 
     @property
     def name(self) -> str:
         return str(self.package.name)
+
+    def rows_for(self, assets: Sequence[str]) -> np.ndarray | None:
+        """Indices of the windows (by asset) this model scores; None: every one."""
+        from inference.aliases import in_scope
+
+        if not self.assets and self.scope == "all" and not self.narrower:
+            return None
+        return np.array(
+            [i for i, a in enumerate(assets)
+             if (not self.assets or a in self.assets) and in_scope(self.scope, a)
+             and not any(in_scope(n, a) for n in self.narrower)],
+            dtype=np.int64,
+        )
 
 
 def check_window(pkg: Any, settings: InferenceSettings) -> None:
@@ -59,19 +77,26 @@ def load_models(
     *,
     make_runtime: RuntimeFactory,
 ) -> list[DeployedModel]:
-    """The promoted version of every model (or of ``settings.models``) in the registry, each with the
-    runtime ``make_runtime`` builds for it (the app passes the runtime table's)."""
+    """The champion and challenger of every model (or of ``settings.models``) in the registry, per scope,
+    each with the runtime ``make_runtime`` builds for it (the app passes the runtime table's)."""
+    from inference.aliases import narrower_scopes
     from inference.packages import Registry
 
     reg = Registry(settings.models_dir)
-    names = settings.models or list(reg.current())
+    names = settings.models or [m for m in reg.models() if reg.deployments(m)]
     out = []
     for name in names:
-        pkg = reg.package(name)
-        check_window(pkg, settings)
-        out.append(
-            DeployedModel(
-                pkg, make_runtime(settings, pkg, on_event), frozenset(pkg.manifest.get("assets") or ())
+        deployed = reg.deployments(name)
+        if not deployed:
+            reg.package(name)  # raises: the model has no champion
+        for scope, role, version in deployed:
+            pkg = reg.package(name, version)
+            check_window(pkg, settings)
+            same_role = [s for s, r, _ in deployed if r == role]
+            out.append(
+                DeployedModel(
+                    pkg, make_runtime(settings, pkg, on_event), frozenset(pkg.manifest.get("assets") or ()),
+                    role=role, scope=scope, narrower=narrower_scopes(same_role, scope),
+                )
             )
-        )
     return out

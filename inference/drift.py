@@ -1,4 +1,5 @@
-"""A simple drift monitor: the live score distribution against the training one.
+"""A simple drift monitor: the live score distribution against the training one (the fallback for packages
+without a per-feature reference; ``inference.feature_drift`` is the full one).
 
 The manifest's ``metrics.train_score_deciles`` cut the score axis into 10 bins that each held 10 % of the
 training windows. Every ``every`` live (ungated) scores, the population stability index over the last ``size``
@@ -36,6 +37,13 @@ class DriftMonitor:
     last_psi: float = 0.0
     _buf: deque[float] = field(default_factory=deque)
     _since: int = 0
+
+    def observe(
+        self, x: np.ndarray, features: Sequence[str], scores: np.ndarray, gated: np.ndarray,
+        assets: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        """The per-feature monitor's call (``inference.feature_drift``): here the ungated scores only."""
+        return self.update(np.asarray(scores)[~np.asarray(gated, dtype=bool)])
 
     def update(self, scores: np.ndarray) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

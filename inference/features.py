@@ -45,38 +45,16 @@ class FeatureExtractor:
 
     def matrix(self, windows: Sequence[Window]) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(names, values (n_windows, n_names), NaN where a window lacks a feature; min n_valid)."""
-        from inference.kernels import N_STATS, spectral_names, spectral_rows, stats_rows_into
+        from inference.kernels import N_STATS, spectral_names
 
         if not windows:
             return [], np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
         rows = np.ascontiguousarray(np.concatenate([w.grid for w in windows], axis=0), dtype=np.float64)
-        n_rows = rows.shape[0]
-        stats = np.empty((n_rows, N_STATS), dtype=np.float64)
-        n_valid = np.empty(n_rows, dtype=np.int64)
-        dt = 1.0 / self.grid_hz
-        if self.threads > 1 and n_rows >= 64:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="features")
-            bounds = np.linspace(0, n_rows, self.threads + 1).astype(int)
-            futs = [
-                self._pool.submit(stats_rows_into, rows, dt, stats, n_valid, int(a), int(b))
-                for a, b in itertools.pairwise(bounds)
-            ]
-            for f in futs:
-                f.result()
-        else:
-            stats_rows_into(rows, dt, stats, n_valid, 0, n_rows)
-        # spectral rows
         row_sig: list[str] = []
         for w in windows:
             row_sig.extend(w.signals)
-        spec_idx = [i for i, s in enumerate(row_sig) if s in self.spectral]
-        spec_vals = (
-            spectral_rows(rows[spec_idx], self.grid_hz, self.n_bands)
-            if spec_idx
-            else np.zeros((0, self.n_bands + 2))
-        )
-        spec_pos = {r: k for k, r in enumerate(spec_idx)}
+        spectral = np.fromiter((s in self.spectral for s in row_sig), dtype=np.bool_, count=len(row_sig))
+        stats, n_valid, spec = self._row_features(rows, spectral)
         # names: union in order of first appearance
         index: dict[str, int] = {}
         for w in windows:
@@ -93,12 +71,51 @@ class FeatureExtractor:
             for s in w.signals:
                 base = index[f"{s}__mean"]
                 out[wi, base : base + N_STATS] = stats[r]
-                if r in spec_pos:
+                if spectral[r]:
                     sb = index[f"{s}__{snames[0]}"]
-                    out[wi, sb : sb + len(snames)] = spec_vals[spec_pos[r]]
+                    out[wi, sb : sb + len(snames)] = spec[r]
                 r += 1
             nv_min[wi] = int(n_valid[lo:r].min()) if r > lo else 0
         return list(index), out, nv_min
+
+    def _row_features(
+        self, rows: np.ndarray, spectral: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Statistics (rows, N_STATS), n_valid (rows,) and spectral features (rows, n_bands + 2; meaningful
+        where ``spectral``) of every row, split over the feature threads. Power-of-two rows run the fused
+        kernel (statistics and a real FFT in one Numba pass, ``inference.rfft_kernel``); other lengths the
+        statistics kernel, then numpy's FFT for the spectral rows."""
+        from inference.kernels import N_STATS, is_pow2, spectral_rows, stats_rows_into
+        from inference.rfft_kernel import features_rows_into, rfft_tables
+
+        n_rows, n = rows.shape
+        stats = np.empty((n_rows, N_STATS), dtype=np.float64)
+        n_valid = np.empty(n_rows, dtype=np.int64)
+        spec = np.zeros((n_rows, self.n_bands + 2), dtype=np.float64)
+        dt = 1.0 / self.grid_hz
+        fused = is_pow2(n) and n >= 4 and bool(spectral.any())
+        if fused:
+            tables = rfft_tables(n)
+
+            def part(lo: int, hi: int) -> None:
+                features_rows_into(rows, dt, self.grid_hz, self.n_bands, spectral, stats, spec, n_valid,
+                                   lo, hi, *tables)
+        else:
+
+            def part(lo: int, hi: int) -> None:
+                stats_rows_into(rows, dt, stats, n_valid, lo, hi)
+
+        if self.threads > 1 and n_rows >= 64:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="features")
+            bounds = np.linspace(0, n_rows, self.threads + 1).astype(int)
+            for f in [self._pool.submit(part, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
+                f.result()
+        else:
+            part(0, n_rows)
+        if not fused and spectral.any():
+            spec[spectral] = spectral_rows(rows[spectral], self.grid_hz, self.n_bands)
+        return stats, n_valid, spec
 
     def compute(self, windows: Sequence[Window]) -> pa.RecordBatch:
         names, values, n_valid = self.matrix(windows)

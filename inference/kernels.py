@@ -45,46 +45,77 @@ def spectral_names(n_bands: int) -> tuple[str, ...]:
     return (*(f"band{i}" for i in range(n_bands)), "centroid", "dom_freq")
 
 
-@njit(nogil=True, cache=True)
-def _row_stats(x: np.ndarray, dt: float, out: np.ndarray) -> int:  # pragma: no cover - numba
-    n_total = x.shape[0]
+# Rows whose values are all finite (the usual case) take loops LLVM can vectorize: it may reorder their sums
+# ("reassoc": results move by rounding only) and, as no NaN can occur there, use packed min/max ("nnan").
+# Rows holding a non-finite value keep the masked loops, where no NaN flag is assumed.
+_REORDER = {"reassoc", "contract", "nsz"}
+_FINITE = {"reassoc", "contract", "nsz", "nnan"}
+
+
+@njit(nogil=True, cache=True, fastmath=_REORDER)
+def _count_sum(x: np.ndarray) -> tuple[int, float]:  # pragma: no cover - numba
     n = 0
     s = 0.0
+    for i in range(x.shape[0]):
+        v = x[i]
+        ok = abs(v) < math.inf  # False for NaN and +-inf
+        n += ok
+        s += v if ok else 0.0
+    return n, s
+
+
+@njit(nogil=True, cache=True, fastmath=_FINITE)
+def _finite_moments(
+    x: np.ndarray, t: np.ndarray, mean: float, tmean: float
+) -> tuple[float, float, float, float, float, float, float, float, float, int]:  # pragma: no cover
+    """min, max, Σd², Σd³, Σd⁴, Σx², max|x|, Σ(t-t̄)d, Σ(t-t̄)², mean crossings of an all-finite row."""
     mn = math.inf
     mx = -math.inf
-    for i in range(n_total):
+    m2 = m3 = m4 = sq = absmax = sxy = sxx = 0.0
+    for i in range(x.shape[0]):
+        v = x[i]
+        mn = min(mn, v)
+        mx = max(mx, v)
+        d = v - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        sq += v * v
+        absmax = max(absmax, abs(v))
+        tc = t[i] - tmean
+        sxy += tc * d
+        sxx += tc * tc
+    crossings = 0
+    for i in range(1, x.shape[0]):
+        crossings += (x[i - 1] - mean) * (x[i] - mean) < 0.0
+    return mn, mx, m2, m3, m4, sq, absmax, sxy, sxx, crossings
+
+
+@njit(nogil=True, cache=True)
+def _masked_moments(
+    x: np.ndarray, mean: float, n: int
+) -> tuple[float, float, float, float, float, float, float, float, float, int, int]:  # pragma: no cover
+    """``_finite_moments`` over the finite values of a row holding non-finite ones (slope over their
+    positions, crossings over consecutive finite pairs), plus the number of such pairs."""
+    mn = math.inf
+    mx = -math.inf
+    tsum = 0.0
+    for i in range(x.shape[0]):
         v = x[i]
         if math.isfinite(v):
-            n += 1
-            s += v
+            tsum += i
             if v < mn:
                 mn = v
             if v > mx:
                 mx = v
-    if n == 0:
-        for j in range(out.shape[0]):
-            out[j] = 0.0
-        return 0
-    mean = s / n
-    m2 = 0.0
-    m3 = 0.0
-    m4 = 0.0
-    sq = 0.0
-    absmax = 0.0
-    # time in sample positions; mean position of the finite samples
-    tsum = 0.0
-    for i in range(n_total):
-        v = x[i]
-        if math.isfinite(v):
-            tsum += i
     tmean = tsum / n
-    sxy = 0.0
-    sxx = 0.0
+    m2 = m3 = m4 = sq = absmax = sxy = sxx = 0.0
     crossings = 0
     pairs = 0
     prev_ok = False
     prev_d = 0.0
-    for i in range(n_total):
+    for i in range(x.shape[0]):
         v = x[i]
         if math.isfinite(v):
             d = v - mean
@@ -107,6 +138,25 @@ def _row_stats(x: np.ndarray, dt: float, out: np.ndarray) -> int:  # pragma: no 
             prev_d = d
         else:
             prev_ok = False
+    return mn, mx, m2, m3, m4, sq, absmax, sxy, sxx, crossings, pairs
+
+
+@njit(nogil=True, cache=True)
+def _row_stats(x: np.ndarray, t: np.ndarray, dt: float, out: np.ndarray) -> int:  # pragma: no cover
+    """The statistics of one row into ``out``; ``t`` = 0, 1, 2, ... as float64 (at least as long as x)."""
+    n_total = x.shape[0]
+    n, s = _count_sum(x)
+    if n == 0:
+        for j in range(out.shape[0]):
+            out[j] = 0.0
+        return 0
+    mean = s / n
+    if n == n_total:
+        # every position counts: mean position (n-1)/2 (exact), n-1 consecutive pairs
+        mn, mx, m2, m3, m4, sq, absmax, sxy, sxx, crossings = _finite_moments(x, t, mean, 0.5 * (n - 1.0))
+        pairs = n - 1
+    else:
+        mn, mx, m2, m3, m4, sq, absmax, sxy, sxx, crossings, pairs = _masked_moments(x, mean, n)
     m2 /= n
     m3 /= n
     m4 /= n
@@ -135,13 +185,20 @@ def _row_stats(x: np.ndarray, dt: float, out: np.ndarray) -> int:  # pragma: no 
 
 
 @njit(nogil=True, cache=True)
+def positions(n: int) -> np.ndarray:  # pragma: no cover - numba
+    """0.0, 1.0, ..., n-1 (the sample positions ``_row_stats`` regresses against)."""
+    return np.arange(n).astype(np.float64)
+
+
+@njit(nogil=True, cache=True)
 def stats_rows(x: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Time-domain statistics of each row of ``x`` (rows, samples): (rows, N_STATS) and n_valid (rows,)."""
     rows = x.shape[0]
     out = np.empty((rows, N_STATS), dtype=np.float64)
     n_valid = np.empty(rows, dtype=np.int64)
+    t = positions(x.shape[1])
     for r in range(rows):
-        n_valid[r] = _row_stats(x[r], dt, out[r])
+        n_valid[r] = _row_stats(x[r], t, dt, out[r])
     return out, n_valid
 
 
@@ -150,8 +207,9 @@ def stats_rows_into(
     x: np.ndarray, dt: float, out: np.ndarray, n_valid: np.ndarray, lo: int, hi: int
 ) -> None:  # pragma: no cover - numba
     """``stats_rows`` on rows [lo, hi) into preallocated arrays (for splitting rows over threads)."""
+    t = positions(x.shape[1])
     for r in range(lo, hi):
-        n_valid[r] = _row_stats(x[r], dt, out[r])
+        n_valid[r] = _row_stats(x[r], t, dt, out[r])
 
 
 @njit(nogil=True, cache=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from inference.explain.baseline import feature_stats
+from inference.feature_drift import feature_reference
 from inference.training_set import TrainingSet, fingerprint
 from inference.windows import WindowSpec
 
@@ -45,6 +47,8 @@ def build_manifest(
             "n_bands": settings.n_bands,
         },
         "training": fingerprint(tset.x, tset.feature_names, sources),
+        "feature_stats": feature_stats(tset.x, tset.feature_names, tset.units),
+        "reference": feature_reference(tset.x, tset.feature_names),  # what live drift is measured against
         "metrics": result.metrics,
         "model": result.extra,
         "assets": list(assets),

@@ -1,33 +1,23 @@
-"""Model packages and the model registry.
+"""The model registry: versions of model packages (``inference.package_format``, re-exported here), their
+aliases (``inference.aliases``: champion and challenger per scope), validation and gate results, and the
+audit log.
 
-A package is a folder (or a ``.tar.gz`` of one) holding ``model.onnx`` and ``manifest.json``::
+``InferenceSettings.models_dir`` holds ``<name>/<version>/`` packages, ``<name>/state.json`` (aliases,
+champion history per scope, validations, gate results) and ``audit.jsonl`` (one JSON audit event per line:
+register, validate, gate, alias, promote, rollback; each with who, when, why and the result it rested on),
+also returned as EVENTS rows by ``audit_batch``.
 
-    {"name": "pump-pca", "version": "3", "kind": "pca", "created": "2026-11-29T19:00:00Z",
-     "features": ["Temperature__mean", ...],          # the input columns, in order
-     "input": "features", "outputs": {"score": "score", "contributions": "contributions"},
-     "threshold": 1.0, "thresholds": {"score": 1.0, "t2": 12.3, "spe": 4.5},
-     "window": {"window_s": 60, "hop_s": 10, "grid_hz": 1, ...},
-     "training": {"sha256": "...", "windows": 800, "features": 88, "sources": ["a.csv sha256:..."]},
-     "metrics": {"train_false_alarm_rate": 0.01, "holdout_false_alarm_rate": 0.02, ...},
-     "onnx_sha256": "..."}
-
-Loading (``load_package``) checks the ONNX file's sha256 against the manifest and, given the features the
-pipeline produces, that every feature the model needs is there (``PackageError`` with a clear message).
-
-The registry (``InferenceSettings.models_dir``) keeps ``<name>/<version>/`` packages, ``<name>/state.json``
-(current version, promotion history, validation results) and ``audit.jsonl`` (one JSON audit event per line:
-register, validate, promote, rollback), also returned as EVENTS rows by ``audit_batch``.
+Rules: a version becomes champion only on a passed promotion gate (``inference.gate``), except the first
+champion of a model, which may rest on a passed held-out validation (there is no history of its own to
+replay yet); ``force`` overrides either, and the audit says so. A challenger needs neither: it is scored in
+shadow and never reaches MES.
 """
 
 from __future__ import annotations
 
-import hashlib
+import getpass
 import json
-import shutil
-import tarfile
-import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,177 +25,59 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-MANIFEST = "manifest.json"
-ONNX_FILE = "model.onnx"
-HOLDOUT_FILE = "holdout.npy"
-REQUIRED_KEYS = (
-    "name",
-    "version",
-    "features",
-    "input",
-    "outputs",
-    "threshold",
-    "training",
-    "metrics",
-    "onnx_sha256",
+from inference import aliases as al
+from inference.package_format import (
+    HOLDOUT_FILE,
+    MANIFEST,
+    ONNX_FILE,
+    REQUIRED_KEYS,
+    ModelPackage,
+    PackageError,
+    archive_package,
+    check_features,
+    load_package,
+    sha256_bytes,
+    write_package,
 )
 
-
-class PackageError(Exception):
-    """A model package is missing, corrupt, or does not fit the pipeline."""
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-@dataclass
-class ModelPackage:
-    path: Path
-    manifest: dict[str, Any]
-    onnx: bytes
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest["name"])
-
-    @property
-    def version(self) -> str:
-        return str(self.manifest["version"])
-
-    @property
-    def sha256(self) -> str:
-        return str(self.manifest["onnx_sha256"])
-
-    @property
-    def features(self) -> list[str]:
-        return [str(f) for f in self.manifest["features"]]
-
-    @property
-    def threshold(self) -> float:
-        return float(self.manifest["threshold"])
-
-    @property
-    def input_name(self) -> str:
-        return str(self.manifest["input"])
-
-    @property
-    def output_names(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self.manifest["outputs"].items()}
-
-    def holdout(self) -> np.ndarray | None:
-        p = self.path / HOLDOUT_FILE
-        return np.load(p) if p.exists() else None
-
-
-def write_package(
-    folder: Path, manifest: dict[str, Any], onnx_bytes: bytes, holdout: np.ndarray | None = None
-) -> ModelPackage:
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = dict(manifest)
-    manifest["onnx_sha256"] = sha256_bytes(onnx_bytes)
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise PackageError(f"manifest lacks {', '.join(missing)}")
-    (folder / ONNX_FILE).write_bytes(onnx_bytes)
-    if holdout is not None:
-        np.save(folder / HOLDOUT_FILE, np.asarray(holdout, dtype=np.float64))
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return ModelPackage(folder, manifest, onnx_bytes)
-
-
-def archive_package(folder: Path, dest: Path) -> Path:
-    """Write ``folder`` as a .tar.gz whose members sit under ``<name>-<version>/``."""
-    with tarfile.open(dest, "w:gz") as tar:
-        for f in sorted(folder.iterdir()):
-            tar.add(f, arcname=f"{folder.name}/{f.name}")
-    return dest
-
-
-def _extract(archive: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix="fe-model-"))
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(tmp, filter="data")
-    found = [p.parent for p in tmp.rglob(MANIFEST)]
-    if len(found) != 1:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise PackageError(f"{archive}: expected exactly one {MANIFEST} in the archive, found {len(found)}")
-    return found[0]
-
-
-def load_package(path: Path, produced_features: Iterable[str] | None = None) -> ModelPackage:
-    """Load and check a package folder or .tar.gz archive.
-
-    Checks: the manifest has every required key, the ONNX file's sha256 equals ``onnx_sha256``, the feature
-    list has no duplicates, and (given ``produced_features``) the pipeline produces every feature the model
-    needs. Raises ``PackageError`` naming what is wrong.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise PackageError(f"model package {path} does not exist")
-    folder = _extract(path) if path.is_file() else path
-    mpath = folder / MANIFEST
-    if not mpath.exists():
-        raise PackageError(f"{folder}: no {MANIFEST}")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise PackageError(f"{mpath}: not valid JSON ({exc})") from None
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise PackageError(f"{mpath}: manifest lacks {', '.join(missing)}")
-    opath = folder / ONNX_FILE
-    if not opath.exists():
-        raise PackageError(f"{folder}: no {ONNX_FILE}")
-    onnx_bytes = opath.read_bytes()
-    digest = sha256_bytes(onnx_bytes)
-    if digest != manifest["onnx_sha256"]:
-        raise PackageError(
-            f"{opath}: sha256 {digest} does not match the manifest's {manifest['onnx_sha256']}"
-            " (the model file was changed or corrupted)"
-        )
-    feats = list(manifest["features"])
-    dup = sorted({f for f in feats if feats.count(f) > 1})
-    if dup:
-        raise PackageError(f"{mpath}: features listed twice: {', '.join(dup)}")
-    pkg = ModelPackage(folder, manifest, onnx_bytes)
-    if produced_features is not None:
-        check_features(pkg, produced_features)
-    return pkg
-
-
-def check_features(pkg: ModelPackage, produced: Iterable[str]) -> None:
-    have = set(produced)
-    lacking = [f for f in pkg.features if f not in have]
-    if lacking:
-        shown = ", ".join(lacking[:8]) + (f" and {len(lacking) - 8} more" if len(lacking) > 8 else "")
-        raise PackageError(
-            f"model {pkg.name} v{pkg.version} needs features the pipeline does not produce: "
-            f"{shown} (check window, grid and signal settings against the manifest's 'window')"
-        )
-
-
-# --------------------------------------------------------------------------------------------- registry
+__all__ = [
+    "HOLDOUT_FILE", "MANIFEST", "ONNX_FILE", "REQUIRED_KEYS", "ModelPackage", "PackageError", "Registry",
+    "archive_package", "audit_batch", "check_features", "load_package", "sha256_bytes", "write_package",
+]
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TS_FORMAT)
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (a bare container)
+        return "unknown"
+
+
+def _basis_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an alias change rested on, short enough for every audit line."""
+    if result is None:
+        return None
+    keep = ("passed", "ts", "false_alarm_rate", "detection_rate", "reasons", "since", "until", "windows")
+    return {k: result[k] for k in keep if k in result}
 
 
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    # state
+    # ---------------------------------------------------------------- state and audit
     def _state_path(self, name: str) -> Path:
         return self.root / name / "state.json"
 
     def state(self, name: str) -> dict[str, Any]:
+        """The model's state in schema 2 (an older state.json is migrated on read)."""
         p = self._state_path(name)
-        if p.exists():
-            data: dict[str, Any] = json.loads(p.read_text())
-            return data
-        return {"current": None, "history": [], "validations": {}}
+        return al.migrate_state(json.loads(p.read_text())) if p.exists() else al.empty_state()
 
     def _save_state(self, name: str, state: dict[str, Any]) -> None:
         p = self._state_path(name)
@@ -214,7 +86,9 @@ class Registry:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
         tmp.replace(p)
 
-    def audit(self, action: str, name: str, version: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+    def audit(
+        self, action: str, name: str, version: str | None, detail: dict[str, Any], who: str | None = None
+    ) -> dict[str, Any]:
         event = {
             "ts": _now(),
             "kind": "audit",
@@ -222,6 +96,7 @@ class Registry:
             "action": action,
             "model": name,
             "version": version,
+            "who": who or os_user(),
             "detail": detail,
         }
         self.root.mkdir(parents=True, exist_ok=True)
@@ -233,7 +108,7 @@ class Registry:
         p = self.root / "audit.jsonl"
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
-    # packages
+    # ---------------------------------------------------------------- packages
     def models(self) -> list[str]:
         if not self.root.exists():
             return []
@@ -251,10 +126,11 @@ class Registry:
     def package(
         self, name: str, version: str | None = None, produced_features: Iterable[str] | None = None
     ) -> ModelPackage:
-        v = version or self.state(name)["current"]
+        """A version's package; without ``version`` the champion of scope ``all``."""
+        v = version or al.alias(self.state(name), al.SCOPE_ALL, "champion")
         if v is None:
             raise PackageError(
-                f"model {name} has no promoted version (run 'edge models promote {name} VERSION')"
+                f"model {name} has no champion (run 'edge models promote {name} VERSION')"
             )
         d = self.root / name / str(v)
         if not d.exists():
@@ -279,6 +155,7 @@ class Registry:
         src = load_package(path)
         return self.add(src.manifest, src.onnx, src.holdout())
 
+    # ---------------------------------------------------------------- checks
     def validate(
         self,
         name: str,
@@ -307,38 +184,122 @@ class Registry:
             "ts": _now(),
         }
         state = self.state(name)
-        state.setdefault("validations", {})[version] = result
+        state["validations"][version] = result
         self._save_state(name, state)
         self.audit("validate", name, version, result)
         return result
 
-    def promote(self, name: str, version: str, *, force: bool = False) -> dict[str, Any]:
+    def record_gate(self, name: str, version: str, result: dict[str, Any], who: str | None = None) -> None:
+        """Store a promotion gate's result with the version (``inference.gate`` computes it)."""
+        self.package(name, version)
         state = self.state(name)
-        self.package(name, version)  # checks hash and manifest
-        val = state.get("validations", {}).get(version)
-        if not force and not (val and val.get("passed")):
-            raise PackageError(
-                f"model {name} v{version} has not passed validation; run "
-                f"'edge models validate {name} {version}' first"
-            )
-        previous = state.get("current")
-        state["current"] = version
-        state.setdefault("history", []).append(version)
+        state["gates"][version] = {**result, "ts": result.get("ts") or _now()}
         self._save_state(name, state)
-        return self.audit("promote", name, version, {"previous": previous, "forced": force})
+        self.audit("gate", name, version, result, who)
 
-    def rollback(self, name: str) -> dict[str, Any]:
+    def gate_result(self, name: str, version: str) -> dict[str, Any] | None:
+        g = self.state(name)["gates"].get(version)
+        return None if g is None else dict(g)
+
+    def _champion_basis(self, name: str, version: str, state: dict[str, Any], force: bool) -> dict[str, Any]:
+        gate = state["gates"].get(version)
+        if gate is not None and gate.get("passed"):
+            return {"kind": "gate", **(_basis_summary(gate) or {})}
+        first = not any(state["history"].values()) and not any(
+            "champion" in roles for roles in state["aliases"].values())
+        val = state["validations"].get(version)
+        if gate is None and first and val and val.get("passed"):
+            return {"kind": "validation", **(_basis_summary(val) or {})}
+        if force:
+            return {"kind": "forced", "gate": _basis_summary(gate), "validation": _basis_summary(val)}
+        if gate is not None:
+            why = "; ".join(gate.get("reasons") or []) or "see edge models show"
+            raise PackageError(
+                f"model {name} v{version} failed its promotion gate ({why}); fix the model, or promote with "
+                f"--force (audited)"
+            )
+        if first:
+            raise PackageError(
+                f"model {name} v{version} has no passed promotion gate nor, as a first champion, a passed "
+                f"validation; run 'edge models validate {name} {version}' or 'edge models gate {name} "
+                f"{version} --since T0 --until T1' first"
+            )
+        raise PackageError(
+            f"model {name} v{version} has no passed promotion gate; run 'edge models gate {name} {version} "
+            f"--since T0 --until T1' first"
+        )
+
+    # ---------------------------------------------------------------- aliases
+    def set_alias(
+        self,
+        name: str,
+        version: str | None,
+        role: str,
+        *,
+        scope: str = al.SCOPE_ALL,
+        reason: str = "",
+        who: str | None = None,
+        force: bool = False,
+        action: str = "alias",
+    ) -> dict[str, Any]:
+        """Point ``role`` of ``scope`` at ``version`` (None clears it), audited with who, why and the gate or
+        validation result it rested on."""
+        role = al.check_role(role)
+        scope = al.check_scope(scope)
         state = self.state(name)
-        history: list[str] = state.get("history", [])
-        if len(history) < 2:
-            raise PackageError(f"model {name} has no earlier promoted version to roll back to")
-        undone = history.pop()
-        state["current"] = history[-1]
+        basis: dict[str, Any] | None = None
+        if version is not None:
+            self.package(name, version)  # checks hash and manifest
+            if role == "champion":
+                basis = self._champion_basis(name, version, state, force)
+            elif al.alias(state, scope, "champion") == version:
+                raise PackageError(f"model {name} v{version} is the champion of {scope}: it cannot also be "
+                                   "its challenger (pick another version)")
+        previous = al.set_alias(state, scope, role, version)
+        if role == "champion" and version is not None:
+            state["history"].setdefault(scope, []).append(str(version))
+            if al.alias(state, scope, "challenger") == version:  # the challenger won: it has no rival now
+                al.set_alias(state, scope, "challenger", None)
         self._save_state(name, state)
-        return self.audit("rollback", name, history[-1], {"from": undone})
+        detail = {"role": role, "scope": scope, "previous": previous, "reason": reason, "forced": force,
+                  "basis": basis}
+        return self.audit(action, name, version, detail, who)
+
+    def promote(
+        self, name: str, version: str, *, force: bool = False, scope: str = al.SCOPE_ALL, reason: str = "",
+        who: str | None = None,
+    ) -> dict[str, Any]:
+        """Make ``version`` the champion of ``scope`` (the short form of ``set_alias(..., "champion")``)."""
+        return self.set_alias(name, version, "champion", scope=scope, reason=reason or "promote", who=who,
+                              force=force, action="promote")
+
+    def rollback(
+        self, name: str, *, scope: str = al.SCOPE_ALL, reason: str = "", who: str | None = None
+    ) -> dict[str, Any]:
+        """Back to the champion before the current one of ``scope``."""
+        scope = al.check_scope(scope)
+        state = self.state(name)
+        history: list[str] = state["history"].get(scope, [])
+        if len(history) < 2:
+            raise PackageError(f"model {name} has no earlier champion of scope {scope} to roll back to")
+        undone = history.pop()
+        al.set_alias(state, scope, "champion", history[-1])
+        self._save_state(name, state)
+        detail = {"role": "champion", "scope": scope, "from": undone, "reason": reason or "rollback"}
+        return self.audit("rollback", name, history[-1], detail, who)
 
     def current(self) -> dict[str, str]:
-        return {m: str(self.state(m)["current"]) for m in self.models() if self.state(m).get("current")}
+        """Each model's champion of scope ``all``."""
+        out = {}
+        for m in self.models():
+            v = al.alias(self.state(m), al.SCOPE_ALL, "champion")
+            if v is not None:
+                out[m] = v
+        return out
+
+    def deployments(self, name: str) -> list[tuple[str, str, str]]:
+        """(scope, role, version) of every alias of ``name``, narrowest scope first."""
+        return al.deployments(self.state(name))
 
 
 def audit_batch(events: list[dict[str, Any]]) -> pa.RecordBatch:
@@ -346,8 +307,8 @@ def audit_batch(events: list[dict[str, Any]]) -> pa.RecordBatch:
     from edge.core.datamodel import event_row, events_batch
 
     return events_batch([
-        event_row("audit", f"model {e['model']} {e['action']} v{e['version']}", e["detail"],
-                  source=e["source"],
-                  ts=datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC))
+        event_row("audit", f"model {e['model']} {e['action']} v{e['version']}",
+                  {**e["detail"], "who": e.get("who")}, source=e["source"],
+                  ts=datetime.strptime(e["ts"], TS_FORMAT).replace(tzinfo=UTC))
         for e in events
     ])

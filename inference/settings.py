@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from edge.core.settings import Section
+from inference.lifecycle_settings import LifecycleSettings
 
 
 class SparkplugSettings(Section):
@@ -64,3 +65,5 @@ class InferenceSettings(Section):
     triton_retries: int = Field(2, ge=0)
     # insights as a Sparkplug B edge node (optional)
     sparkplug: SparkplugSettings = Field(default_factory=lambda: SparkplugSettings.model_validate({}))
+    # retraining triggers and the candidate's path to champion
+    lifecycle: LifecycleSettings = Field(default_factory=lambda: LifecycleSettings.model_validate({}))

@@ -2,9 +2,11 @@
 
 ``InferenceStage`` (a supervisor component, role "stage") reads CONTEXTUALIZED_SAMPLES Envelopes from its
 inbox, windows them per equipment (``inference.windows``; adding samples and closing windows run in a worker
-thread, one at a time, so a heavy tick does not stall the event loop), and once per tick computes the
-features of every closed window (Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each
-model **once** over the windows of all equipment (one runtime call per model per tick). It emits an
+thread, one at a time, so a heavy tick does not stall the event loop), and ticks as soon as a watermark
+passed a window's end (after the batch that moved it; every ``tick_s`` as well, for the wall-clock rule
+that closes the windows of equipment gone quiet). A tick computes the features of every closed window
+(Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each model **once** over the
+windows of all equipment (one runtime call per model per tick). It emits an
 Envelope of kind "features" and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks
 and drift) through ``emit``.
 
@@ -42,7 +44,10 @@ from edge.core.component import Emit
 from edge.core.datamodel import WINDOW_MISSING_FEATURE
 from edge.core.envelope import Envelope, batch_id_for
 from inference.deploy import DeployedModel, RuntimeFactory, load_models
+from inference.explain.features import explained
+from inference.regimes import model_inputs as regime_inputs
 from inference.settings import InferenceSettings
+from inference.shadow import with_role
 from inference.stage_events import events_batch, runtime_events
 from inference.warmup import warm_up
 from inference.windows import GATING_FLAGS, Window, Windower, WindowSpec
@@ -79,8 +84,9 @@ class InferenceStage:
         the runtime ``make_runtime`` (required then) builds for it.
         ``emit`` is called (and awaited if it returns an awaitable) with each output Envelope.
         ``clock`` gives wall time in seconds (for closing the windows of equipment that went quiet)."""
-        from inference.drift import DriftMonitor
+        from inference.feature_drift import drift_monitor
         from inference.features import FeatureExtractor
+        from inference.quality_watch import QualityWatch
         from inference.severity import SeverityTracker
 
         self.name = name
@@ -101,10 +107,12 @@ class InferenceStage:
         self.tracker = SeverityTracker(
             settings.warning_ratio, settings.clear_ratio, settings.hysteresis_windows
         )
-        self.drift = {
-            m.name: DriftMonitor(m.name, m.package.manifest.get("metrics", {}).get("train_score_deciles", []))
-            for m in self.models
-        }
+        # challengers keep their own severity state: a shadow score must not move the champion's level
+        self.shadow_tracker = SeverityTracker(
+            settings.warning_ratio, settings.clear_ratio, settings.hysteresis_windows
+        )
+        self.quality_watch = QualityWatch(settings.grid_hz)  # gap and flatline events per signal
+        self.drift = {m.name: drift_monitor(m) for m in self.models if m.role == "champion"}
         self._stopping = asyncio.Event()
         # the windower is changed by one worker thread at a time (add and ready run off the event loop)
         self._windowing = asyncio.Lock()
@@ -187,14 +195,18 @@ class InferenceStage:
         tick = self.settings.tick_s
         next_tick = time.monotonic() + tick
         while not self._stopping.is_set():
-            timeout = max(0.0, next_tick - time.monotonic()) if warm.done() else 0.1
+            # at most a second between looks at ``_stopping``, whatever ``tick_s``
+            timeout = min(max(0.0, next_tick - time.monotonic()), 1.0) if warm.done() else 0.1
             try:
                 env = await asyncio.wait_for(self.inbox.get(), timeout)
             except TimeoutError:
                 env = None
             if env is not None:
                 await self._accept_queued([env])
-            if time.monotonic() >= next_tick and warm.done():
+            # event-driven: score as soon as a watermark passed a window's end; the tick stays for the
+            # wall-clock rule (windows of equipment that went quiet close on time, not on data)
+            due = warm.done() and (time.monotonic() >= next_tick or self.windower.watermark_passed())
+            if due:
                 next_tick = time.monotonic() + tick
                 await self.tick()
         # drain what is queued, then score what has closed (event clock: every open window, the end of
@@ -285,28 +297,27 @@ class InferenceStage:
         res = TickResult(features=features)
         assets, starts, ends, contexts = window_columns(windows)
         for m in self.models:
-            every = not m.assets
-            rows = (
-                np.arange(len(windows))
-                if every
-                else np.array([i for i, a in enumerate(assets) if a in m.assets], dtype=np.int64)
-            )
+            picked = m.rows_for(assets)  # the model's equipment and alias scope
+            every = picked is None
+            rows = np.arange(len(windows)) if picked is None else picked
             if rows.size == 0:
                 continue
             x, missing = model_inputs_from_matrix(
                 names, values if every else values[rows], m.package.features
             )
-            out = m.runtime.infer(x)  # one call per model per tick, every equipment together
+            ctx = contexts if every else [contexts[i] for i in rows]
+            fed, regime_flags = regime_inputs(m.package.manifest, x, ctx)  # standardized per product, if set
+            out = m.runtime.infer(fed)  # one call per model per tick, every equipment together
             outs = m.package.output_names
             scores = np.asarray(out[outs.get("score", "score")], dtype=np.float64).reshape(-1)
             contrib = out.get(outs.get("contributions", "contributions"))
-            mflags = np.where(missing, flags[rows] | WINDOW_MISSING_FEATURE, flags[rows])
+            mflags = np.where(missing, flags[rows] | WINDOW_MISSING_FEATURE, flags[rows]) | regime_flags
             gate = (mflags & GATING_FLAGS) != 0  # inference.windows.gated, for every row at once
             res.insights.append(
                 (
                     m.name,
                     m.package.version,
-                    build_insights(
+                    with_role(build_insights(
                         model=m.name,
                         version=m.package.version,
                         sha256=m.package.sha256,
@@ -320,14 +331,19 @@ class InferenceStage:
                         flags=mflags,
                         gated=gate,
                         contexts=contexts if every else [contexts[i] for i in rows],
-                        tracker=self.tracker,
+                        tracker=self.tracker if m.role == "champion" else self.shadow_tracker,
                         k=self.settings.top_features,
-                    ),
+                    ), m.role),
                 )
             )
-            ok = ~gate
-            for ev in self.drift[m.name].update(scores[ok]):
-                res.events.append(("drift", str(ev.pop("message")), ev))
+            # raised rows say why: the leading features against the training baseline (inference.explain)
+            res.insights[-1] = explained(res.insights[-1], m.package.manifest, x, contrib,
+                                         self.settings.top_features)
+            if m.role == "champion":  # a challenger's drift is not the plant's
+                scored = assets if every else [assets[i] for i in rows]
+                for ev in self.drift[m.name].observe(x, m.package.features, scores, gate, scored):
+                    res.events.append(("drift", str(ev.pop("message")), ev))
+        res.events.extend(self.quality_watch.update(windows))
         res.events.extend(self._events)
         self._events.clear()
         self.stats["windows"] += len(windows)

@@ -26,6 +26,8 @@ class TrainingSet:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     window_s: float = 0.0  # the windows' length and hop (0: unknown, no overlap gap in cross-calibration)
     hop_s: float = 0.0
+    units: dict[str, str] = field(default_factory=dict)  # signal -> unit, where the samples carry one
+    contexts: list[dict[str, str | None]] = field(default_factory=list)  # per row of x: its MES context
 
 
 def read_table(
@@ -146,7 +148,25 @@ def features_from_samples(
         names = list(feature_order)
     ok = np.isfinite(x).all(axis=1) & (n_valid > 0) if len(windows) else np.zeros(0, dtype=bool)
     starts = np.array([w.start_us for w in windows], dtype=np.int64)
-    return TrainingSet(names, x[ok], starts[ok], window_s=spec.window_s, hop_s=spec.hop_s)
+    return TrainingSet(names, x[ok], starts[ok], window_s=spec.window_s, hop_s=spec.hop_s,
+                       units=signal_units(batches, spec.signal_key),
+                       contexts=[w.context for w, good in zip(windows, ok.tolist(), strict=True) if good])
+
+
+def signal_units(batches: Sequence[pa.RecordBatch], signal_key: str) -> dict[str, str]:
+    """The unit of each signal (tag or measure, as ``signal_key`` names features) in samples that carry a
+    ``unit`` column: what an alarm's explanation states its deviation in."""
+    out: dict[str, str] = {}
+    for b in batches:
+        names = b.schema.names
+        key = "measure" if signal_key == "measure" and "measure" in names else "tag"
+        if "unit" not in names or key not in names:
+            continue
+        pairs = pa.table({"s": b.column(key).cast(pa.string()), "u": b.column("unit").cast(pa.string())})
+        for row in pairs.group_by(["s", "u"]).aggregate([]).to_pylist():
+            if row["s"] and row["u"]:
+                out.setdefault(str(row["s"]), str(row["u"]))
+    return out
 
 
 def fingerprint(x: np.ndarray, names: Sequence[str], sources: Sequence[str]) -> dict[str, Any]:

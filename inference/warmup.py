@@ -39,7 +39,9 @@ def compile_kernels() -> None:
     """Compile (or load from Numba's cache) the feature and insight kernels with the stage's types."""
     from inference.insights import warm_up as warm_up_insights
     from inference.kernels import warm_up as warm_up_features
+    from inference.rfft_kernel import warm_up as warm_up_rfft
 
     with contextlib.suppress(Exception):
         warm_up_features()
+        warm_up_rfft()
         warm_up_insights()

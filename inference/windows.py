@@ -251,6 +251,17 @@ class Windower:
                         st.ctx_val.append(values)
                 self._ctx_cols = ctx_cols
 
+    def watermark_passed(self) -> bool:
+        """Whether some equipment's watermark passed the end of its next window: ``ready()`` has work
+        (a window to hand out or an empty one to skip). Cheap (no merging), so a caller can ask it after
+        every ``add`` and close windows as soon as they can close instead of on a timer."""
+        lateness = round(self.spec.allowed_lateness_s * US)
+        window_us = self.spec.window_us
+        return any(
+            st.next_start is not None and st.next_start + window_us <= st.max_ts - lateness
+            for st in self.assets.values()
+        )
+
     def ready(self, now_us: int | None = None) -> list[Window]:
         """Windows closed by the watermark (or, given ``now_us``, by the idle rule), oldest first."""
         spec = self.spec

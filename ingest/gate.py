@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,14 @@ from ingest.deadletter import Reason, dead_letter_batch, dead_letters_from_sampl
 from ingest.settings import QualitySettings
 
 _MAD_TO_SIGMA = 1.4826
+
+
+def _iso(us: int) -> str:
+    """A microsecond timestamp as ISO 8601 UTC; one far outside datetime's range as its raw number."""
+    try:
+        return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds")
+    except (OverflowError, OSError, ValueError):
+        return f"{us} us"
 
 
 class QualityGate:
@@ -162,12 +171,45 @@ class QualityGate:
         for reason, count in Counter(reasons[bad].tolist()).items():
             self.counters[str(reason)] += count
         self.counters["kept"] += int(keep.sum())
-        dead = dead_letters_from_samples(samples, bad, reasons[bad]) if bad.any() else dead_letter_batch([])
+        if bad.any():
+            details = self._details(reasons[bad], tag_col.dictionary.to_pylist(), codes[bad], ts[bad],
+                                    values[bad], now_us)
+            dead = dead_letters_from_samples(samples, bad, reasons[bad], details)
+        else:
+            dead = dead_letter_batch([])
         kept = samples if keep.all() else samples.filter(pa.array(keep))
         idx = kept.schema.get_field_index("flags")
         kept = kept.set_column(idx, kept.schema.field(idx), pa.array(kflags, type=pa.int32()))
         assert dead.schema == DEAD_LETTERS
         return kept, dead
+
+    def _details(self, reasons: np.ndarray, tags: list[str], codes: np.ndarray, ts: np.ndarray,
+                 values: np.ndarray, now_us: int) -> list[str]:
+        """One line per dead letter naming the rule, the value that broke it and the setting behind it, so
+        whoever reads ``dead_letters`` knows what to fix without the gate's source (rejected rows only)."""
+        s = self.settings
+        out = []
+        for reason, code, t, v in zip(reasons.tolist(), codes.tolist(), ts.tolist(), values.tolist(),
+                                      strict=True):
+            tag = tags[code]
+            if reason in (Reason.NAN, Reason.INF):
+                out.append(f"rule {reason}: tag {tag!r} value {v!r} is not a finite number")
+            elif reason == Reason.TS_FUTURE:
+                out.append(f"rule ts_future: tag {tag!r} ts {_iso(t)} is {(t - now_us) / 1e6:.3f} s after "
+                           f"now ({_iso(now_us)}); limit [quality] max_future_s = {s.max_future_s:g}")
+            elif reason == Reason.TS_PAST:
+                out.append(f"rule ts_past: tag {tag!r} ts {_iso(t)} is {(now_us - t) / 1e6:.3f} s before "
+                           f"now ({_iso(now_us)}); limit [quality] max_past_s = {s.max_past_s:g} "
+                           "(accept_past = true takes replays of history)")
+            elif reason == Reason.UNMAPPED_TAG:
+                out.append(f"rule unmapped_tag: tag {tag!r} is not in the tag map ([assets.tags]); map it "
+                           "or set [quality] unmapped = \"keep\"")
+            elif reason == Reason.DUPLICATE:
+                out.append(f"rule duplicate: tag {tag!r} ts {_iso(t)} (value {v!r}) came before, in this "
+                           "batch or a recent one; the first is kept ([quality] drop_duplicates)")
+            else:
+                out.append(f"rule {reason}: tag {tag!r} ts {_iso(t)} value {v!r}")
+        return out
 
     def _duplicates(self, g: np.ndarray, ts: np.ndarray, live: np.ndarray) -> np.ndarray:
         """Rows whose (tag, ts) came earlier in this batch or in a recent batch (the first one stays)."""

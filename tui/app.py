@@ -23,19 +23,31 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 
+from tui.commands import Command, CommandError, find_asset, parse
 from tui.context import ScreenContext
 from tui.data_source import DataSource, Unavailable
 from tui.feedback import default_operator, validate
 from tui.link_state import LinkState
-from tui.messages import FeedbackRequested, HistorianAnswered, HistorianDown, HistorianRefused, OpenEquipment
+from tui.messages import (
+    FeedbackRequested,
+    HistorianAnswered,
+    HistorianDown,
+    HistorianRefused,
+    OpenAlarm,
+    OpenEquipment,
+)
 from tui.models import Clock, Feedback, FeedbackAction, InsightRow, system_clock
+from tui.screens.alarm import AlarmScreen
 from tui.screens.base import EdgeScreen
 from tui.screens.equipment import EquipmentScreen
+from tui.screens.fleet import FleetScreen
 from tui.screens.health import HealthScreen
 from tui.screens.help import HelpScreen, HelpSection, as_bindings, screen_section
 from tui.screens.insights import InsightsScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.report import ShiftReportScreen
+from tui.widgets.command_line import CommandLine
 from tui.widgets.feedback_dialog import FeedbackDialog
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
@@ -46,8 +58,13 @@ MODE_SCREENS: tuple[tuple[str, str, type[EdgeScreen]], ...] = (
     ("2", "insights", InsightsScreen),
     ("3", "models", ModelsScreen),
     ("4", "health", HealthScreen),
+    ("5", "report", ShiftReportScreen),
+    ("6", "fleet", FleetScreen),
 )
-PUSHED_SCREENS: tuple[tuple[str, type[EdgeScreen]], ...] = (("enter on overview", EquipmentScreen),)
+PUSHED_SCREENS: tuple[tuple[str, type[EdgeScreen]], ...] = (
+    ("enter on overview", EquipmentScreen),
+    ("enter on an insight", AlarmScreen),
+)
 
 
 class EdgeTui(App[None]):
@@ -57,6 +74,8 @@ class EdgeTui(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", screen.LABEL) for key, mode, screen in MODE_SCREENS),
         Binding("question_mark", "help", "Help", tooltip="this help (esc or ? closes it)"),
+        Binding("colon", "command_line", ":cmd",
+                tooltip="command line: :asset PATH, :since 2h, :label a|t|f [comment], :report, :help"),
         Binding("r", "refresh_now", "Refresh", show=False, tooltip="refresh now"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="light / dark theme"),
         Binding("q", "quit", "Quit", tooltip="quit"),
@@ -84,6 +103,7 @@ class EdgeTui(App[None]):
         self.dsn_label = dsn_label
         self._last_query_error: str | None = None
         self.feedback_saved = 0  # count of feedback rows written (tests wait on it)
+        self.commands_run = 0  # command lines parsed and started (tests wait on it)
         self.theme = THEMES.get(theme, theme)
         self.set_reactive(EdgeTui.link, LinkState(broker="unknown" if mqtt_url is not None else None,
                                                   operator=self.operator))
@@ -152,6 +172,70 @@ class EdgeTui(App[None]):
 
     def open_equipment(self, asset: str) -> None:
         self.push_screen(EquipmentScreen(self.ctx, asset))
+
+    @on(OpenAlarm)
+    def _open_alarm(self, message: OpenAlarm) -> None:
+        self.push_screen(AlarmScreen(self.ctx, message.insight_id))
+
+    # --- the : command line ----------------------------------------------------------------------------
+
+    def action_command_line(self) -> None:
+        if not isinstance(self.screen, CommandLine | HelpScreen):
+            self.push_screen(CommandLine(), self.run_command)
+
+    def run_command(self, text: str | None) -> None:
+        """Run one command line (what :class:`CommandLine` returns; None or blank: nothing)."""
+        if not text or not text.strip(":").strip():
+            return
+        try:
+            cmd = parse(text)
+        except CommandError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.commands_run += 1
+        self._run_command(cmd)
+
+    @work(group="command", exclusive=True, exit_on_error=False)
+    async def _run_command(self, cmd: Command) -> None:
+        if cmd.name == "help":
+            self.action_help()
+        elif cmd.name == "since":
+            self.ctx.view.since_s = cmd.seconds
+            await self.switch_mode("insights")
+            self.action_refresh_now()
+            self.notify(f"insights of the last {cmd.text}" if cmd.seconds else "all insights")
+        elif cmd.name == "label":
+            self._label_selected(cmd)
+        elif cmd.name == "asset":
+            try:
+                overview = await self.source.overview(self.now())
+            except Unavailable as exc:
+                self.notify(f":asset: historian unavailable: {exc}", severity="error")
+                return
+            path = find_asset(cmd.text, (a.path for a in overview.assets))
+            if path is None:
+                self.notify(f"no single equipment matches {cmd.text!r} (try :asset line1/press1)",
+                            severity="error", timeout=8)
+                return
+            self.open_equipment(path)
+        elif cmd.name == "report":
+            await self.switch_mode("report")
+            if isinstance(self.screen, ShiftReportScreen):
+                self.screen.show(cmd.line, cmd.day, cmd.shift)
+
+    def _label_selected(self, cmd: Command) -> None:
+        pick = getattr(self.screen, "selected_insight", None)
+        insight = pick() if callable(pick) else None
+        if not isinstance(insight, InsightRow):
+            self.notify(":label needs a selected insight (insights, equipment or alarm screen)",
+                        severity="warning")
+            return
+        assert cmd.action is not None
+        if cmd.text or cmd.action is FeedbackAction.ACK:  # the comment came with the command
+            fb = Feedback(insight.insight_id, cmd.action, self.operator, cmd.text, insight.asset)
+            self._save_feedback(fb, self.action_refresh_now)
+        else:
+            self.give_feedback(insight, cmd.action, after=self.action_refresh_now)
 
     def help_sections(self) -> list[HelpSection]:
         sections = [HelpSection("Everywhere", "", as_bindings(self.BINDINGS))]

@@ -5,12 +5,19 @@ The app builds one :class:`ScreenContext` and hands it to each screen, so screen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from tui.data_source import DataSource
 from tui.models import Clock
+
+
+@dataclass
+class ViewState:
+    """What the ``:`` command line sets for every screen at once (``:since 2h``)."""
+
+    since_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class ScreenContext:
     mqtt_url: str | None = None
     metrics_url: str | None = None
     stats_file: Path | None = None
+    view: ViewState = field(default_factory=ViewState)
 
     def now(self) -> datetime:
         return self.clock()

@@ -8,9 +8,11 @@ while the link itself is fine.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
+from edge.sinks.jetstream.fleet_table import BoxRow
+from tui.alarm_models import AlarmDetail, ShiftReport
 from tui.models import EquipmentDetail, Feedback, Health, InsightFilter, InsightRow, ModelRow, Overview
 
 
@@ -20,6 +22,10 @@ class Unavailable(Exception):
 
 class QueryFailed(Unavailable):
     """The historian answered with an error (schema, permission, a refused write); the link itself is fine."""
+
+
+class FleetUnavailable(Exception):
+    """The site's NATS cluster cannot answer now, or no fleet is configured; the historian is not at fault."""
 
 
 class DataSource(Protocol):
@@ -40,6 +46,12 @@ class DataSource(Protocol):
     async def models(self, now: datetime) -> list[ModelRow]: ...
 
     async def health(self, now: datetime) -> Health: ...
+
+    async def fleet(self, now: datetime) -> list[BoxRow]: ...
+
+    async def alarm(self, insight_id: str) -> AlarmDetail: ...
+
+    async def shift_report(self, line: str, day: date, shift: str | None = None) -> ShiftReport: ...
 
     async def record_feedback(self, fb: Feedback) -> int: ...
 

@@ -9,12 +9,17 @@ connection. The time bound and reconnects are :class:`tui.bounded_connection.Bou
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 
+from edge.sinks.jetstream.fleet_table import BoxRow
+from tui.alarm_models import AlarmDetail, ShiftReport
+from tui.alarm_source import load_alarm
 from tui.bounded_connection import BoundedConnection
+from tui.data_source import FleetUnavailable
+from tui.fleet_source import FleetSource
 from tui.historian_rows import (
     FEEDBACK_JOIN,
     INSIGHT_COLUMNS,
@@ -40,6 +45,7 @@ from tui.models import (
     TagSeries,
     severity_rank,
 )
+from tui.shift_report import shift_report
 
 T = TypeVar("T")
 
@@ -62,8 +68,10 @@ class HistorianSource:
         timeout_s: float = 3.0,
         connect_timeout_s: float = 3.0,
         max_backoff_s: float = 8.0,
+        fleet: FleetSource | None = None,
     ) -> None:
         self.dsn = dsn
+        self.fleet_source = fleet  # the site's heartbeats (NATS), not the historian
         self.timeout_s = timeout_s
         self._link = BoundedConnection(dsn, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
                                        max_backoff_s=max_backoff_s, on_connect=self._introspect)
@@ -246,12 +254,14 @@ class HistorianSource:
                       AND (%(rank)s::int IS NULL OR {severity_case("i.severity")} >= %(rank)s::int)
                       AND (%(asset)s::text IS NULL OR i.asset::text ILIKE %(asset)s::text)
                       AND (%(model)s::text IS NULL OR i.model::text ILIKE %(model)s::text)
+                      AND (%(since)s::timestamptz IS NULL OR i.ts > %(since)s::timestamptz)
                     ORDER BY i.ts DESC, i.insight_id LIMIT %(limit)s""",
                 {
                     "now": now,
                     "rank": severity_rank(flt.severity) if flt.severity else None,
                     "asset": f"%{flt.asset}%" if flt.asset else None,
                     "model": f"%{flt.model}%" if flt.model else None,
+                    "since": now - timedelta(seconds=flt.since_s) if flt.since_s else None,
                     "limit": limit,
                 },
             )
@@ -364,6 +374,17 @@ class HistorianSource:
             return Health(tuple(stages), spool, tuple(connections), reasons, letters)
 
         return await self._run(q)
+
+    async def fleet(self, now: datetime) -> list[BoxRow]:
+        if self.fleet_source is None:
+            raise FleetUnavailable("no fleet to show: start `edge tui --nats URL` (and --site, --config-dir)")
+        return await self.fleet_source.boxes(now)
+
+    async def alarm(self, insight_id: str) -> AlarmDetail:
+        return await self._run(lambda conn: load_alarm(conn, self._tables, insight_id))
+
+    async def shift_report(self, line: str, day: date, shift: str | None = None) -> ShiftReport:
+        return await self._run(lambda conn: shift_report(conn, line, day, shift))
 
     # --- the one write ----------------------------------------------------------------------------------
 

@@ -45,3 +45,11 @@ class FeedbackRequested(Message):
         super().__init__()
         self.insight = insight
         self.action = action
+
+
+class OpenAlarm(Message):
+    """Show the alarm detail (its explanation) of the insight ``insight_id``."""
+
+    def __init__(self, insight_id: str) -> None:
+        super().__init__()
+        self.insight_id = insight_id

@@ -110,6 +110,7 @@ class InsightFilter:
     severity: str | None = None  # this severity or worse
     asset: str | None = None  # substring of the asset path
     model: str | None = None  # substring of the model name
+    since_s: float | None = None  # only the last since_s seconds (":since 2h")
 
 
 @dataclass(frozen=True)

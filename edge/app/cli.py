@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "edge.app.commands.tui_cmd",
     "edge.app.commands.replay_cmd",
     "edge.app.commands.fleet_cmd",
+    "edge.app.commands.report_cmd",
 ]
 
 EXIT_USAGE = 2

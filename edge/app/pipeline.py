@@ -30,6 +30,7 @@ from contextualize.mes_join import attach_context
 from contextualize.mes_store import MesContextStore
 from edge.app.config import AppConfig
 from edge.app.plugins import HISTORIAN, SINKS, SOURCES, BuildContext
+from edge.app.queues import InsightsFirstQueue
 from edge.core.component import Emit, Role
 from edge.core.datamodel import EventKind, event_row, events_batch
 from edge.core.envelope import Envelope, batch_id_for, join_acks
@@ -214,7 +215,7 @@ def build_pipeline(
     url = broker_url or config.broker.url
     pl = config.pipeline
     q_in: asyncio.Queue[Envelope] = asyncio.Queue(pl.queue_batches)
-    q_hist: asyncio.Queue[Envelope] = asyncio.Queue(pl.queue_batches)
+    q_hist: asyncio.Queue[Envelope] = InsightsFirstQueue(pl.queue_batches)  # insights skip the backlog
     q_infer: asyncio.Queue[Envelope] | None = asyncio.Queue(pl.queue_batches) if with_inference else None
 
     supervisor = Supervisor(shutdown_timeout_s=pl.shutdown_timeout_s)
@@ -259,11 +260,25 @@ def build_pipeline(
 
     if q_infer is not None:
         from edge.app.plugins import make_runtime
+        from inference.shadow import role_of
         from inference.stage import InferenceStage
+
+        lifecycle = None
+        if config.inference.lifecycle.enabled:  # retraining, the managed mode, lifecycle messages
+            from edge.app.lifecycle_wiring import lifecycle_component
+
+            lifecycle = lifecycle_component(config, dsn, broker)
+            add(lifecycle)
 
         async def emit_inferred(envelope: Envelope) -> None:
             if envelope.kind == "insights":
+                if role_of(envelope.batch) != "champion":
+                    # shadow insights: the historian only; the taps (JetStream) are what MES reads
+                    await hist_inbox.put(envelope)
+                    return
                 metrics.inc("inference", "insights", envelope.num_rows)
+            elif envelope.kind == "events" and lifecycle is not None:
+                lifecycle.manager.observe(envelope.batch)  # drift episodes: triggers and messages
             await q_hist.put(envelope)
 
         add(InferenceStage(config.inference, q_infer, emit_inferred, make_runtime=make_runtime))
@@ -276,7 +291,7 @@ def build_pipeline(
     taps: list[asyncio.Queue[Envelope]] = [c.inbox for c in sinks if getattr(c, "tap", False)]  # type: ignore[attr-defined]
     hist_inbox = q_hist
     if taps:
-        hist_inbox = asyncio.Queue(pl.queue_batches)
+        hist_inbox = InsightsFirstQueue(pl.queue_batches)
         add(Tee("tee", q_hist, [hist_inbox, *taps]))
     for component in HISTORIAN.factory(config.historian, ctx, hist_inbox):
         add(component)

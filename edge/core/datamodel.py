@@ -47,6 +47,7 @@ EVENTS_TOPIC_LEVEL = "_events"
 WINDOW_LOW_COVERAGE = 1 << 16
 WINDOW_BAD_SAMPLES = 1 << 17
 WINDOW_MISSING_FEATURE = 1 << 18  # a feature the model needs is missing in this window (filled 0, gated)
+WINDOW_UNSEEN_REGIME = 1 << 19  # the window's regime (product) has no statistics in the model: global ones
 
 
 def flag_names(flags: int) -> list[str]:
@@ -55,6 +56,7 @@ def flag_names(flags: int) -> list[str]:
         (WINDOW_LOW_COVERAGE, "LOW_COVERAGE"),
         (WINDOW_BAD_SAMPLES, "BAD_SAMPLES"),
         (WINDOW_MISSING_FEATURE, "MISSING_FEATURE"),
+        (WINDOW_UNSEEN_REGIME, "UNSEEN_REGIME"),
     ):
         if int(flags) & bit:
             names.append(name)

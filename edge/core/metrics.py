@@ -101,6 +101,7 @@ class Metrics:
             by_name.setdefault(f"{PREFIX}_{_ident(counter)}_rows_total", []).append(
                 f"{{{labels}}} {_fmt(value)}")
         for name, samples in by_name.items():
+            lines.append(f"# HELP {name} rows counted by each stage (and reason, where one applies)")
             lines.append(f"# TYPE {name} counter")
             lines.extend(f"{name}{s}" for s in samples)
         by_gauge: dict[str, list[str]] = {}
@@ -108,8 +109,10 @@ class Metrics:
             labels = f'{{stage="{_esc(stage)}"}}' if stage else ""
             by_gauge.setdefault(f"{PREFIX}_{_ident(gname)}", []).append(f"{labels} {_fmt(value)}")
         for name, samples in by_gauge.items():
+            lines.append(f"# HELP {name} current value, per stage where one is named")
             lines.append(f"# TYPE {name} gauge")
             lines.extend(f"{name}{s}" for s in samples)
+        lines.append(f"# HELP {PREFIX}_start_time_seconds when this process started (Unix time)")
         lines.append(f"# TYPE {PREFIX}_start_time_seconds gauge")
         lines.append(f"{PREFIX}_start_time_seconds {self.started:.3f}")
         return "\n".join(lines) + "\n"

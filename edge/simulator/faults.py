@@ -25,6 +25,11 @@ DEFAULT_MEASURE: dict[str, str] = {
 }
 
 
+# The shortest stuck sensor or dropout an auto schedule injects: a receiver holds a tag's last value for a
+# few seconds (the appliance's max_hold_s, 5 s by default), so a shorter silence is no fault to anyone.
+MIN_SENSOR_FAULT_S = 12.0
+
+
 @dataclass(frozen=True)
 class Fault:
     kind: FaultKind
@@ -89,7 +94,8 @@ def parse_faults(spec: str, machines: list[str], *, duration_s: float | None = N
 
 def auto_faults(machines: list[str], duration_s: float, seed: int, *, start_s: float = 0.0) -> list[Fault]:
     """A deterministic schedule scaled to ``duration_s``: one fault of each sensor/process kind on a
-    machine drawn from the seed. A server restart is only injected when asked for explicitly.
+    machine drawn from the seed. A server restart is only injected when asked for explicitly. A stuck
+    sensor and a dropout last at least ``MIN_SENSOR_FAULT_S`` (clipped to the end of the run).
 
     With ``start_s`` the schedule is scaled to ``[start_s, duration_s]`` instead: nothing before it (``edge
     demo`` keeps its first seconds fault-free, until the model has scored a few windows)."""
@@ -98,10 +104,15 @@ def auto_faults(machines: list[str], duration_s: float, seed: int, *, start_s: f
     d = duration_s - start_s
     picks = [machines[int(i)] for i in rng.permutation(len(machines))]
     pick = (picks * 5)[:5]
+
+    def span(lo: float, hi: float, least_s: float = 0.0) -> tuple[float, float]:
+        begin = start_s + lo * d
+        return begin, min(duration_s, max(start_s + hi * d, begin + least_s))
+
     return [
-        Fault("bearing_wear", pick[0], "vibration", start_s + 0.10 * d, start_s + 0.70 * d),
-        Fault("overheating", pick[1], "temperature", start_s + 0.30 * d, start_s + 0.80 * d),
-        Fault("stuck_sensor", pick[2], "temperature", start_s + 0.20 * d, start_s + 0.30 * d),
-        Fault("spikes", pick[3], "vibration", start_s + 0.40 * d, start_s + 0.50 * d),
-        Fault("dropout", pick[4], "current", start_s + 0.60 * d, start_s + 0.65 * d),
+        Fault("bearing_wear", pick[0], "vibration", *span(0.10, 0.70)),
+        Fault("overheating", pick[1], "temperature", *span(0.30, 0.80)),
+        Fault("stuck_sensor", pick[2], "temperature", *span(0.20, 0.30, MIN_SENSOR_FAULT_S)),
+        Fault("spikes", pick[3], "vibration", *span(0.40, 0.50)),
+        Fault("dropout", pick[4], "current", *span(0.60, 0.65, MIN_SENSOR_FAULT_S)),
     ]

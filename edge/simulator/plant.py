@@ -116,6 +116,10 @@ class PlantConfig:
     faults: tuple[Fault, ...] = ()
     # the noise's own seed: the same machines (cycle, load, wear: drawn from ``seed``) on another day
     noise_seed: int | None = None
+    # what the machines make, as (from_s, product, load shift): a product runs from its from_s (seconds since
+    # the start) until the next one's; its load shift moves every machine's base load (a heavier part draws
+    # more current, shakes more). Empty: one product, no shift
+    products: tuple[tuple[float, str, float], ...] = ()
 
     @classmethod
     def demo_site(cls, **overrides: object) -> PlantConfig:
@@ -185,7 +189,19 @@ class Plant:
     # -- signals ---------------------------------------------------------------------------------
     def _load(self, t_s: float) -> npt.NDArray[np.float64]:
         cyc = 0.3 * np.sin(2 * np.pi * t_s / self._period + self._phase)
-        return np.asarray(np.clip(self._base + cyc + self._ou, 0.05, 1.0), dtype=np.float64)
+        shift = self._product_run(t_s)[1]
+        return np.asarray(np.clip(self._base + shift + cyc + self._ou, 0.05, 1.0), dtype=np.float64)
+
+    def _product_run(self, t_s: float) -> tuple[str | None, float]:
+        current: tuple[str | None, float] = (None, 0.0)
+        for from_s, product, shift in self.config.products:
+            if from_s <= t_s:
+                current = (product, shift)
+        return current
+
+    def product_at(self, t_s: float) -> str | None:
+        """The product the machines make at ``t_s`` (``PlantConfig.products``); None when none is set."""
+        return self._product_run(t_s)[0]
 
     def _settled_temperature(self, tau_multiples: float = 6.0, dt_s: float = 1.0) -> npt.NDArray[np.float64]:
         """The motors' temperature at t=0 as if the plant had been running its cycle for a while: the

@@ -37,6 +37,7 @@ class ModelSource:
     train_rows: int | None = None
     train_fraction: float | None = None
     holdout: float = 0.2
+    stats: tuple[str, ...] = ()  # features of these statistics only (empty: every feature)
 
     def split_row(self, n: int) -> int:
         if self.package is not None:
@@ -88,10 +89,12 @@ def evaluate_file(
         try:
             pkg = adapter.fit_package(source.kind, source.options, [train], spec, settings,
                                       name=f"eval-{source.kind.name}", source=table.path.name,
-                                      holdout=source.holdout)
+                                      holdout=source.holdout, stats=source.stats)
         except ValueError as exc:
-            raise TableError(f"{table.path}: training on its first {split} rows failed: {exc}; give more "
-                             "training rows or a shorter --hop-s") from None
+            raise TableError(
+                f"{table.path}: training on its first {split} rows failed: {exc} (windows of "
+                f"{spec.window_s:g} s every {spec.hop_s:g} s); give more training rows (--train-rows / "
+                "--train-fraction), a shorter --hop-s or --window-s (--hop-rows / --window-rows)") from None
         timing["train_s"] = time.perf_counter() - t0
     else:
         pkg = source.package
@@ -118,12 +121,15 @@ def evaluate_file(
     scored[split:] = True
     timing["score_s"] = time.perf_counter() - t1
     summary = summarize(table, flags, scored)
+    # the training part's gated windows: a gate rule that gates much of normal running does not fit the data
+    in_train = f.end_us <= table.ts_us[split] if 0 < split < table.n else np.zeros(len(gated), dtype=bool)
     summary.update(
         file=str(table.path),
         rows=table.n,
         train_rows=split,
         windows=len(scores),
         gated_windows=int(gated.sum()),
+        train_gated_share=float(gated[in_train].mean()) if in_train.any() else 0.0,
         alarm_windows=int(alarm.sum()),
         warning_windows=int((levels == 1).sum()),
         threshold=pkg.threshold,

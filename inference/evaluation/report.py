@@ -67,28 +67,30 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
 
 
 def table(results: Sequence[FileResult], tot: dict[str, Any]) -> str:
-    head = f"{'FILE':34} {'SCORED':>6} {'WIN':>5} {'GATED':>5} {'F1':>5} {'FAR%':>6} {'MAR%':>6} " \
-           f"{'EVENTS':>7} {'DELAY s':>8} {'NAB':>7}"
+    head = f"{'FILE':34} {'SCORED':>6} {'WIN':>5} {'GATED':>5} {'ALARM%':>6} {'F1':>5} {'FAR%':>6} " \
+           f"{'MAR%':>6} {'EVENTS':>7} {'DELAY s':>8} {'NAB':>7}"
     lines = [head]
     for r in results:
         s = r.summary
         pw, ev = s["pointwise"], s["events"]
         name = _short(s["file"])
         lines.append(
-            f"{name:34} {s['points']:6d} {s['windows']:5d} {s['gated_windows']:5d} {pw['F1']:5.2f} "
+            f"{name:34} {s['points']:6d} {s['windows']:5d} {s['gated_windows']:5d} "
+            f"{100 * s['alarm_windows'] / max(1, s['windows']):6.2f} {pw['F1']:5.2f} "
             f"{pw['FAR']:6.2f} {pw['MAR']:6.2f} {ev['detected']:3d}/{ev['events']:<3d} "
             f"{_fmt(ev['mean_delay_s'], '8.1f'):>8} {s['nab']['standard']['score']:7.3f}"
         )
     pw = tot["pointwise"]
     lines.append(
-        f"{'ALL (' + str(tot['files']) + ' files)':34} {tot['points']:6d} {'':5} {'':5} {pw['F1']:5.2f} "
+        f"{'ALL (' + str(tot['files']) + ' files)':34} {tot['points']:6d} {'':5} {'':5} {'':6} "
+        f"{pw['F1']:5.2f} "
         f"{pw['FAR']:6.2f} {pw['MAR']:6.2f} {tot['events_detected']:3d}/{tot['events']:<3d} "
         f"{_fmt(tot['mean_delay_s'], '8.1f'):>8} {tot['nab']['standard']['normalized']:7.2f}"
     )
     n = tot["nab"]
     lines.append(
         "NAB normalised (ALL row): standard {:.2f}, reward_low_FP_rate {:.2f}, reward_low_FN_rate {:.2f} "
-        "over {} windows; per file: raw standard score".format(
+        "over {} windows; per file: raw standard score; ALARM%: share of the file's windows in alarm".format(
             n["standard"]["normalized"], n["reward_low_FP_rate"]["normalized"],
             n["reward_low_FN_rate"]["normalized"], n["standard"]["windows"])
     )

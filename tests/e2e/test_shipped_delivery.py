@@ -64,7 +64,8 @@ class ShippedMosquitto(MosquittoProcess):
 
 @pytest.fixture
 def shipped_mosquitto() -> Iterator[ShippedMosquitto]:
-    broker = ShippedMosquitto().start()
+    broker = ShippedMosquitto()
+    broker.start()
     try:
         yield broker
     finally:

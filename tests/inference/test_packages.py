@@ -137,6 +137,9 @@ def test_registry_validate_promote_rollback_audit(tmp_path: Path) -> None:
     with pytest.raises(PackageError):
         reg.promote("m", "2")
     reg.validate("m", "2", max_false_alarm_rate=0.2)
+    with pytest.raises(PackageError, match="no passed promotion gate"):  # only a first champion may skip it
+        reg.promote("m", "2")
+    reg.record_gate("m", "2", {"passed": True, "reasons": []})
     reg.promote("m", "2")
     assert reg.current() == {"m": "2"}
     reg.rollback("m")
@@ -151,6 +154,7 @@ def test_registry_validate_promote_rollback_audit(tmp_path: Path) -> None:
         "promote",
         "validate",
         "validate",
+        "gate",
         "promote",
         "rollback",
     ]
@@ -183,7 +187,8 @@ def test_cli_train_list_show_validate_promote(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "pump.tar.gz").exists()
     assert edge_main(["models", "list", "--models-dir", md, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [{"model": "pump", "version": "1", "current": False, "validated": None}]
+    assert rows == [{"model": "pump", "version": "1", "current": False, "aliases": [], "validated": None,
+                     "gate": None}]
     assert edge_main(["models", "promote", "pump", "1", "--models-dir", md]) == 1
     assert edge_main(["models", "validate", "pump", "1", "--models-dir", md, "--max-far", "0.5"]) == 0
     assert edge_main(["models", "promote", "pump", "1", "--models-dir", md]) == 0

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import MqttTarget
 from tests.fixtures.tui_support import feedback_rows, fill_historian, prepare_historian
+from tests.tui.workbench_support import add_workbench_rows
 
 # .ci/run installs tmux; without it this test fails rather than skipping silently.
 EDGE = str(Path(sys.executable).with_name("edge"))
@@ -50,6 +51,11 @@ class Tmux:
         for k in keys:
             self.run("send-keys", "-t", self.session, k)
             time.sleep(0.15)
+
+    def type(self, text: str) -> None:
+        """``text`` typed as it is (tmux ``send-keys -l``)."""
+        self.run("send-keys", "-t", self.session, "-l", text)
+        time.sleep(0.3)
 
     def wait_for(self, cond: Callable[[str], bool], timeout: float = 45.0) -> str:
         deadline = time.monotonic() + timeout
@@ -112,3 +118,40 @@ def test_edge_tui_without_demo_or_dsn_is_a_usage_error(tmp_path: Path) -> None:
     out = subprocess.run([EDGE, "tui"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2
     assert "edge demo" in out.stderr
+
+
+def test_edge_tui_in_tmux_explains_an_alarm_labels_it_and_reports(pg_dsn: str, tmux: Tmux,
+                                                                   tmp_path: Path) -> None:
+    reader = prepare_historian(pg_dsn)
+    now = datetime.now(UTC)
+    fill_historian(pg_dsn, now=now)
+    newest, _ = add_workbench_rows(pg_dsn, now=now)
+    env = {"TERM": "xterm-256color", "PATH": os.environ.get("PATH", ""),
+           "FE_DEMO_STATE": str(tmp_path / "absent.json")}
+    tmux.start(f"{EDGE} tui --dsn {reader} --user tmuxtester --poll 1", env, size=(120, 50))
+    tmux.wait_for(lambda s: "historian connected" in s and "press2" in s)
+    tmux.keys("2")
+    tmux.wait_for(lambda s: "iforest 1.2.0" in s)
+    tmux.keys("s", "s", "s")  # alarms only
+    tmux.wait_for(lambda s: "severity alarm+" in s)
+    tmux.keys("/")
+    tmux.type("line2/press2")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "asset line2/press2" in s)
+    tmux.keys("Enter")  # the newest alarm of the troubled press: why?
+    screen = tmux.wait_for(lambda s: "Why: the leading features" in s and "follows a product change" in s)
+    assert "baseline 41.5 ± 1.5" in screen and "P-HINGE-B → P-HINGE-C" in screen
+    tmux.keys("f")
+    tmux.wait_for(lambda s: "comment" in s.lower())
+    tmux.type("after the changeover")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "false_alarm saved" in s)
+    rows = feedback_rows(pg_dsn)
+    assert (newest, "tmuxtester", "false_alarm", "after the changeover") in [r[:4] for r in rows]
+    tmux.keys(":")
+    tmux.wait_for(lambda s: ":report [LINE]" in s)
+    tmux.type("report line2")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "Shift report: acme/plant1/area1/line2" in s and "false-alarm rate" in s)
+    tmux.keys("q")
+    tmux.wait_for(lambda s: "EXITED 0" in s)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
 from tui.context import ScreenContext
-from tui.messages import FeedbackRequested
+from tui.messages import FeedbackRequested, OpenAlarm
 from tui.models import EquipmentDetail, FeedbackAction, InsightRow
 from tui.screens.base import EdgeScreen
+from tui.widgets.filter_box import FilterBox, matches
 from tui.widgets.fmt import age, clock, num, severity_text, stamp
 from tui.widgets.status import StatusBar
 
@@ -30,7 +32,8 @@ class TagRow(Horizontal):
 
 class EquipmentScreen(EdgeScreen):
     LABEL = "Equipment"
-    HELP = "MES context, features, tag plots, insights"
+    HELP = ("one machine now: its MES context, latest features, live tag plots and insight history; "
+            "open an insight (enter) to see why")
     BINDINGS = [  # noqa: RUF012
         Binding("escape", "back", "Back", tooltip="back to the overview"),
         Binding("backspace", "back", "Back", show=False, tooltip="back to the overview"),
@@ -38,6 +41,8 @@ class EquipmentScreen(EdgeScreen):
         Binding("t", "feedback('true_fault')", "True fault", tooltip="label it a true fault, with a comment"),
         Binding("f", "feedback('false_alarm')", "False alarm",
                 tooltip="label it a false alarm, with a comment"),
+        Binding("enter", "open_alarm", "Why", tooltip="open the selected insight's alarm detail"),
+        Binding("slash", "open_filter", "Filter", tooltip="filter the insight history by words"),
     ]
 
     def __init__(self, ctx: ScreenContext, asset: str) -> None:
@@ -45,9 +50,11 @@ class EquipmentScreen(EdgeScreen):
         self.asset = asset
         self.detail: EquipmentDetail | None = None
         self.rows: dict[str, TagRow] = {}
+        self.shown: list[InsightRow] = []  # the insight history rows the filter lets through, in table order
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield FilterBox("insight history", id="equipment-filter")
         with VerticalScroll(id="equipment-body"):
             yield Static(Text(self.asset, style="bold"), id="equipment-title")
             with Horizontal(id="equipment-top"):
@@ -71,13 +78,27 @@ class EquipmentScreen(EdgeScreen):
         self.dismiss()
 
     def selected_insight(self) -> InsightRow | None:
-        if self.detail is None or not self.detail.insights:
-            return None
         table = self.query_one("#equipment-insights", DataTable)
         row = table.cursor_row
-        if 0 <= row < len(self.detail.insights):
-            return self.detail.insights[row]
+        if 0 <= row < len(self.shown):
+            return self.shown[row]
         return None
+
+    def action_open_alarm(self) -> None:
+        insight = self.selected_insight()
+        if insight is not None:
+            self.post_message(OpenAlarm(insight.insight_id))
+
+    @on(DataTable.RowSelected, "#equipment-insights")
+    def _row_selected(self) -> None:
+        self.action_open_alarm()
+
+    def action_open_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
+    @on(FilterBox.Applied)
+    def _filtered(self) -> None:
+        self._show_insights()
 
     def action_feedback(self, action: str) -> None:
         insight = self.selected_insight()
@@ -123,14 +144,22 @@ class EquipmentScreen(EdgeScreen):
         if not d.tags and not self.rows and not box.children:
             await box.mount(Static("no samples in the last 15 minutes", classes="dim"))
 
+        self._show_insights()
+
+    def _show_insights(self) -> None:
+        if self.detail is None:
+            return
+        q = self.query_one(FilterBox).applied
         table = self.query_one("#equipment-insights", DataTable)
         keep = table.cursor_row
         table.clear()
-        for i in d.insights:
+        self.shown = [i for i in self.detail.insights
+                      if matches(q, i.severity, i.model, i.feedback, i.top_features, stamp(i.ts))]
+        for i in self.shown:
             table.add_row(
                 f"{stamp(i.ts)[5:]}", severity_text(i.severity), f"{i.model} {i.model_version}",
                 f"{num(i.score, 2)}/{num(i.threshold, 2)}", i.feedback or "", i.top_features,
                 key=i.insight_id,
             )
-        if d.insights:
-            table.move_cursor(row=min(max(keep, 0), len(d.insights) - 1))
+        if self.shown:
+            table.move_cursor(row=min(max(keep, 0), len(self.shown) - 1))

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -16,7 +18,8 @@ from tui.context import ScreenContext
 from tui.link_state import LinkState
 from tui.models import Health
 from tui.screens.base import EdgeScreen
-from tui.widgets.fmt import age, clock, num
+from tui.widgets.filter_box import FilterBox, matches
+from tui.widgets.fmt import age, clock, count, num
 from tui.widgets.status import StatusBar
 
 
@@ -82,7 +85,11 @@ def metrics_text(snapshot: dict[str, Any] | None) -> Text:
 
 class HealthScreen(EdgeScreen):
     LABEL = "Health"
-    HELP = "rates, lag, connections, spool, metrics, dead letters"
+    HELP = ("is the appliance keeping up: rows/s and lag per stage, connections, spool depth, metrics, "
+            "dead letters and why they were rejected")
+    BINDINGS = [  # noqa: RUF012
+        Binding("slash", "open_filter", "Filter", tooltip="filter connections and dead letters by words"),
+    ]
 
     def __init__(self, ctx: ScreenContext) -> None:
         super().__init__(ctx, id="health")
@@ -91,6 +98,7 @@ class HealthScreen(EdgeScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield FilterBox("connections and dead letters", id="health-filter")
         with VerticalScroll(id="health-body"):
             with Horizontal(id="health-top"):
                 yield DataTable(id="stages", cursor_type="none", show_cursor=False)
@@ -115,6 +123,13 @@ class HealthScreen(EdgeScreen):
     def _link_changed(self, link: LinkState) -> None:
         self.broker = link.broker
 
+    def action_open_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
+    @on(FilterBox.Applied)
+    def _filtered(self) -> None:
+        self.poll()
+
     async def load(self) -> None:
         now = self.ctx.now()
         h = await self.ctx.source.health(now)
@@ -133,12 +148,15 @@ class HealthScreen(EdgeScreen):
             up = self.broker == "up"
             state = Text(self.broker, style="green3" if up else "bold red3")
             conns.add_row("mqtt broker (tui)", state, "", "")
+        q = self.query_one(FilterBox).applied
         for c in h.connections:
+            if not matches(q, c.name, c.state, c.detail):
+                continue
             good = c.state.lower() in ("up", "connected", "ok", "online")
             conns.add_row(c.name, Text(c.state, style="green3" if good else "bold red3"),
                           f"{age(now, c.since)} ago", c.detail[:50])
         spool = Text("spool depth  ", style="bold")
-        spool.append("-" if h.spool_depth is None else str(h.spool_depth))
+        spool.append(count(h.spool_depth))
         self.query_one("#spool", Static).update(spool)
         snapshot = None
         if self.ctx.metrics_url is not None:
@@ -149,9 +167,11 @@ class HealthScreen(EdgeScreen):
         reasons = Text()
         for reason, n in h.dead_letter_reasons:
             reasons.append(f"{reason} ", style="bold")
-            reasons.append(f"{n}   ")
+            reasons.append(f"{count(n)}   ")
         self.query_one("#reasons", Static).update(reasons or Text("none", style="dim"))
         letters = self.query_one("#dead-letters", DataTable)
         letters.clear()
         for d in h.dead_letters:
+            if not matches(q, d.source, d.reason, d.tag, d.detail):
+                continue
             letters.add_row(clock(d.ts), d.source, d.reason, d.tag or "", (d.detail or "")[:60])

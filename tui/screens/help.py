@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -71,8 +72,10 @@ class HelpScreen(ModalScreen[None]):
         lines: list[str] = ["[b]Factory Edge — keys[/b]", ""]
         for section in self.sections:
             head = f"[b]{section.title}[/b]"
-            lines.append(f"{head}: {section.purpose}" if section.purpose else head)
-            lines.extend(f"  [b]{k:<16}[/b] {what}" for k, what in self.key_lines(section.bindings))
+            lines.append(f"{head}: {escape(section.purpose)}" if section.purpose else head)
+            # keys and tooltips are plain text ("[" is a key, "[comment]" is not markup)
+            lines.extend(f"  [b]{escape(k)}[/b]{' ' * max(1, 17 - len(k))}{escape(what)}"
+                         for k, what in self.key_lines(section.bindings))
             lines.append("")
         lines.extend(NOTES)
         with VerticalScroll(id="help-box"):

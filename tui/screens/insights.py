@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -9,17 +11,19 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from tui.context import ScreenContext
-from tui.messages import FeedbackRequested
+from tui.messages import FeedbackRequested, OpenAlarm
 from tui.models import SEVERITY_FILTERS, FeedbackAction, InsightFilter, InsightRow
 from tui.screens.base import EdgeScreen
-from tui.widgets.fmt import num, severity_text, short_asset, stamp
+from tui.widgets.fmt import num, severity_text, short_asset, since_text, stamp
 from tui.widgets.status import StatusBar
 
 
 class InsightsScreen(EdgeScreen):
     LABEL = "Insights"
-    HELP = "newest first; arrows select, then filter, ack or label"
+    HELP = ("every model verdict, newest first: select one to see why (enter), filter the feed, "
+            "ack or label it")
     BINDINGS = [  # noqa: RUF012
+        Binding("enter", "open_alarm", "Why", tooltip="open the alarm detail: its explanation and context"),
         Binding("a", "feedback('ack')", "Ack", tooltip="acknowledge the selected insight"),
         Binding("t", "feedback('true_fault')", "True fault", tooltip="label it a true fault, with a comment"),
         Binding("f", "feedback('false_alarm')", "False alarm",
@@ -63,11 +67,15 @@ class InsightsScreen(EdgeScreen):
         text.append(f.asset or "*", style="bold")
         text.append("  model ")
         text.append(f.model or "*", style="bold")
+        if self.ctx.view.since_s:
+            text.append("  since ")
+            text.append(f"{since_text(self.ctx.view.since_s)} ago", style="bold")
         text.append(f"   {len(self.rows)} shown", style="dim")
         self.query_one("#filters", Static).update(text)
 
     async def load(self) -> None:
-        rows = await self.ctx.source.insights(self.filter, self.ctx.now())
+        flt = replace(self.filter, since_s=self.ctx.view.since_s)
+        rows = await self.ctx.source.insights(flt, self.ctx.now())
         self.rows = rows
         table = self.query_one("#feed", DataTable)
         keep_key: str | None = None
@@ -103,7 +111,7 @@ class InsightsScreen(EdgeScreen):
             return
         text = Text(f"{r.asset}\n", style="bold")
         text.append(f"{r.insight_id}  sha256 {r.model_sha256[:12]}\n", style="dim")
-        text.append(f"top features: {r.top_features or '-'}")
+        text.append(f"top features: {r.top_features or '-'}   (enter: why)")
         if r.feedback:
             text.append(f"\nfeedback: {r.feedback} by {r.feedback_by}")
         box.update(text)
@@ -111,6 +119,20 @@ class InsightsScreen(EdgeScreen):
     @on(DataTable.RowHighlighted, "#feed")
     def _row(self) -> None:
         self._show_detail()
+
+    def selected_insight(self) -> InsightRow | None:
+        return self.selected()
+
+    def action_open_alarm(self) -> None:
+        insight = self.selected()
+        if insight is None:
+            self.notify("no insight selected", severity="warning")
+            return
+        self.post_message(OpenAlarm(insight.insight_id))
+
+    @on(DataTable.RowSelected, "#feed")
+    def _row_selected(self) -> None:
+        self.action_open_alarm()
 
     def action_feedback(self, action: str) -> None:
         insight = self.selected()
@@ -122,7 +144,7 @@ class InsightsScreen(EdgeScreen):
     def action_cycle_severity(self) -> None:
         i = SEVERITY_FILTERS.index(self.filter.severity) if self.filter.severity in SEVERITY_FILTERS else 0
         sev = SEVERITY_FILTERS[(i + 1) % len(SEVERITY_FILTERS)]
-        self._apply(InsightFilter(sev, self.filter.asset, self.filter.model))
+        self._apply(replace(self.filter, severity=sev))
 
     def action_filter(self, what: str) -> None:
         self._editing = what
@@ -144,9 +166,9 @@ class InsightsScreen(EdgeScreen):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip() or None
         if self._editing == "asset":
-            self._apply(InsightFilter(self.filter.severity, value, self.filter.model))
+            self._apply(replace(self.filter, asset=value))
         elif self._editing == "model":
-            self._apply(InsightFilter(self.filter.severity, self.filter.asset, value))
+            self._apply(replace(self.filter, model=value))
         self.action_close_filter()
 
     def _apply(self, flt: InsightFilter) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tui.context import ScreenContext
 from tui.models import ModelRow
 from tui.screens.base import EdgeScreen
-from tui.widgets.fmt import age, num, short_asset, spark
+from tui.widgets.filter_box import FilterBox, matches
+from tui.widgets.fmt import age, count, num, short_asset, spark
 from tui.widgets.status import StatusBar
 
 
@@ -29,7 +34,11 @@ def scores_text(row: ModelRow, width: int = 16) -> Text:
 
 class ModelsScreen(EdgeScreen):
     LABEL = "Models"
-    HELP = "per equipment: model, version, runtime, recent scores"
+    HELP = ("which model version watches each equipment, on which runtime, and its recent scores against "
+            "the threshold")
+    BINDINGS = [  # noqa: RUF012
+        Binding("slash", "open_filter", "Filter", tooltip="filter the rows by words (asset, model, runtime)"),
+    ]
 
     def __init__(self, ctx: ScreenContext) -> None:
         super().__init__(ctx, id="models")
@@ -37,6 +46,7 @@ class ModelsScreen(EdgeScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield FilterBox("models", id="models-filter")
         yield Static("Deployed models per equipment (from the last 24 h of insights)", classes="section")
         yield DataTable(id="model-table", cursor_type="row", zebra_stripes=True)
         yield StatusBar()
@@ -53,13 +63,25 @@ class ModelsScreen(EdgeScreen):
         now = self.ctx.now()
         rows = await self.ctx.source.models(now)
         self.rows = rows
+        self._show(now)
+
+    def _show(self, now: datetime) -> None:
+        q = self.query_one(FilterBox).applied
+        rows = [r for r in self.rows if matches(q, r.asset, r.model, r.model_version, r.runtime)]
         table = self.query_one("#model-table", DataTable)
         keep = table.cursor_row
         table.clear()
         for r in rows:
-            over = Text(str(r.over_threshold), style="bold red3" if r.over_threshold else "")
+            over = Text(count(r.over_threshold), style="bold red3" if r.over_threshold else "")
             table.add_row(short_asset(r.asset), r.model, r.model_version, r.model_sha256[:8],
                           r.runtime or "?", age(now, r.last_ts), scores_text(r), num(r.threshold, 2), over,
                           key=f"{r.asset}|{r.model}")
         if rows:
             table.move_cursor(row=min(max(keep, 0), len(rows) - 1))
+
+    def action_open_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
+    @on(FilterBox.Applied)
+    def _filtered(self) -> None:
+        self._show(self.ctx.now())

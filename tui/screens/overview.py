@@ -20,7 +20,8 @@ from tui.widgets.status import StatusBar
 
 class OverviewScreen(EdgeScreen):
     LABEL = "Overview"
-    HELP = "the asset tree; arrows move and fold, enter opens"
+    HELP = ("the whole plant at a glance: each equipment's latest severity, data quality and update age; "
+            "arrows move and fold, enter opens an equipment")
     BINDINGS = [  # noqa: RUF012
         Binding("slash", "find", "Find", tooltip="find an asset by name; enter jumps, esc cancels"),
         Binding("escape", "cancel_find", "Cancel", show=False, tooltip="close the find box"),

@@ -106,3 +106,26 @@ def spark(values: Sequence[float], width: int = 20, lo: float | None = None, hi:
 def short_asset(path: str, parts: int = 3) -> str:
     """The end of an ISA-95 path that tells equipment apart on one site: line/cell/equipment."""
     return "/".join(path.split("/")[-parts:])
+
+
+def plus_minus(mean: float, sd: float, digits: int = 2) -> str:
+    """"61.2 ± 1.8": the spread with as many decimals as the level shows."""
+    level = num(mean, digits)
+    decimals = len(level.partition(".")[2])
+    spread = f"{sd:.{decimals}f}" if sd == 0 or sd >= 10.0**-decimals else num(sd, digits + 2)
+    return f"{level} ± {spread}"
+
+
+def since_text(seconds: float) -> str:
+    """A duration as typed on the command line: 90 -> "90s", 7200 -> "2h", 5400 -> "90m"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def count(n: int | float | None) -> str:
+    """A count in plain digits: 20000 -> "20000" (never "2e+04", whatever its type)."""
+    if n is None:
+        return "-"
+    return str(round(n))

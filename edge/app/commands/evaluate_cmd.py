@@ -20,6 +20,8 @@ from typing import Any
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 NO_TIME_LIMIT_S = 1e11  # the gate's past/future bounds, off for a replay in event time
+TRAIN_GATED_WARN = 0.05  # above this share of gated training windows the gate's rules likely misfit the data
+STUCK_RULE_OFF = 2**62  # a run of equal values no file reaches
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,12 +46,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--kind", choices=names(MODEL_KINDS), default="pca", help="model kind to train")
     e.add_argument("--quantile", type=float, default=None, help="threshold quantile of the training scores")
     e.add_argument("--var", type=float, default=None, help="PCA: share of variance kept")
+    e.add_argument("--target-far", type=float, default=None,
+                   help="the training's target false-alarm rate after hysteresis (default: the kind's, 0.01)")
+    e.add_argument("--feature-stats", default="", metavar="STAT,...",
+                   help="train on these window statistics only (of mean, std, rms, min, max, ptp, skew, "
+                   "kurt, crest, slope, zcr; default: every feature)")
     e.add_argument("--holdout", type=float, default=0.2, help="share of training windows held out (as train)")
     w = e.add_argument_group("windows (default: the config's [inference], or the model's manifest)")
     w.add_argument("--window-s", type=float, default=None)
     w.add_argument("--hop-s", type=float, default=None)
     w.add_argument("--grid-hz", type=float, default=None)
     w.add_argument("--max-hold-s", type=float, default=None)
+    w.add_argument("--window-rows", type=int, default=None,
+                   help="windows of N rows of each file (its median row step), the grid one cell a row; "
+                   "for sets whose files have different rates; needs --train-rows or --train-fraction")
+    w.add_argument("--hop-rows", type=int, default=1, help="with --window-rows: a window every N rows")
     i = e.add_argument_group("input")
     i.add_argument("--time-column", default=None, help="default: datetime / timestamp / ts / time")
     i.add_argument("--sep", default=None, help="CSV separator (default: ; , or tab, guessed)")
@@ -65,6 +76,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument("--fault-from-row", type=int, default=None, help="label every row from this index on")
     i.add_argument("--valid-range", action="append", default=[], metavar="SIGNAL=LO:HI",
                    help="the quality gate's valid range of a signal (OUT_OF_RANGE flag), repeatable")
+    i.add_argument("--stuck-samples", type=int, default=None, metavar="N",
+                   help="the quality gate's STUCK rule (a STUCK window cannot alarm): N equal values in a "
+                   "row (default: the config's [quality] stuck_samples); 0 = the rule off, for data whose "
+                   "signals hold a value as part of normal running")
     o = e.add_argument_group("output")
     o.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="everything, per file, as JSON (to FILE, or stdout instead of the table)")
@@ -153,7 +168,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from edge.app.plugins import make_runtime, model_kind
     from inference.evaluation import report
     from inference.evaluation.evaluate import ModelSource, evaluate_file
+    from inference.evaluation.row_windows import settings_in_rows
     from inference.evaluation.table import TableError, TableOptions, read_labelled
+    from inference.kernels import STATS
     from inference.packages import PackageError
 
     def say(msg: str) -> None:
@@ -162,6 +179,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     try:
         settings, quality = _config(args)
+        if args.stuck_samples is not None:
+            if args.stuck_samples == 1 or args.stuck_samples < 0:
+                return _err("--stuck-samples must be 0 (off) or at least 2")
+            quality = quality.model_copy(update={"stuck_samples": args.stuck_samples or STUCK_RULE_OFF})
         files = _files(args.files)
         ranges = _ranges(args.valid_range)
     except Exception as exc:
@@ -170,6 +191,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _err("--train-fraction must be between 0 and 1")
     if args.train_rows is not None and args.train_rows < 1:
         return _err("--train-rows must be at least 1")
+    if args.window_rows is not None:
+        in_seconds = (("--window-s", args.window_s), ("--hop-s", args.hop_s), ("--grid-hz", args.grid_hz),
+                      ("--max-hold-s", args.max_hold_s))
+        clash = [o for o, v in in_seconds if v is not None]
+        if clash:
+            return _err(f"--window-rows sets the windows in rows; drop {', '.join(clash)}")
+        if args.train_rows is None and args.train_fraction is None:
+            return _err("--window-rows needs --train-rows or --train-fraction (a model trained per file)")
+        if args.window_rows < 1 or not 1 <= args.hop_rows <= args.window_rows:
+            return _err("--window-rows must be >= 1 and --hop-rows between 1 and --window-rows")
     period = args.period_s if args.period_s is not None else (
         1.0 / args.rows_per_second if args.rows_per_second else None)
     opts = TableOptions(
@@ -183,6 +214,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from inference.evaluation import adapter
 
     kind_opts: dict[str, Any] = {}
+    stats = tuple(s for s in args.feature_stats.split(",") if s)
+    unknown = sorted(set(stats) - set(STATS))
+    if unknown:
+        return _err(f"--feature-stats: unknown {', '.join(unknown)} (known: {', '.join(STATS)})")
+    if stats and args.model:
+        return _err("--feature-stats chooses what a model is trained on; a registry --model has its own")
     try:
         if args.model:
             from inference.packages import Registry
@@ -196,14 +233,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             source = ModelSource(package=pkg)
         else:
             kind = model_kind(args.kind)
-            given = {"quantile": args.quantile, "var": args.var}
+            given = {"quantile": args.quantile, "var": args.var, "target_far": args.target_far}
             bad = sorted(k for k, v in given.items() if v is not None and k not in kind.settings.model_fields)
             if bad:
                 return _err(f"--{', --'.join(bad)} does not apply to kind {kind.name}")
             kind_opts = {k: v for k, v in given.items() if v is not None}
             options = kind.settings.model_validate(kind_opts)
             source = ModelSource(kind=kind, options=options, train_rows=args.train_rows,
-                                 train_fraction=args.train_fraction, holdout=args.holdout)
+                                 train_fraction=args.train_fraction, holdout=args.holdout, stats=stats)
         spec = adapter.spec_of(settings)
         if args.train_file is not None:
             say(f"training {args.kind} on {args.train_file}")
@@ -211,7 +248,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                         require_labels=False))
             source = ModelSource(package=adapter.fit_package(
                 source.kind, source.options, [adapter.samples(tt.ts_us, tt.signals, "evaluate")], spec,
-                settings, name=f"eval-{args.kind}", source=tt.path.name, holdout=args.holdout))
+                settings, name=f"eval-{args.kind}", source=tt.path.name, holdout=args.holdout, stats=stats))
     except PackageError as exc:
         return _err(str(exc), EXIT_FAIL)
     except (TableError, ValueError) as exc:
@@ -226,20 +263,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     for n, path in enumerate(files, 1):
         try:
             table = read_labelled(path, opts)
-            res = evaluate_file(table, source, settings, spec, runtime, gates())
+            fset, fspec = settings, spec
+            if args.window_rows is not None:
+                fset = settings_in_rows(settings, table, args.window_rows, args.hop_rows)
+                fspec = adapter.spec_of(fset)
+            res = evaluate_file(table, source, fset, fspec, runtime, gates())
         except (TableError, ValueError) as exc:
             return _err(str(exc))
         except PackageError as exc:
             return _err(str(exc), EXIT_FAIL)
         results.append(res)
+        share = res.summary["train_gated_share"]
+        if share > TRAIN_GATED_WARN:
+            found = ", ".join(f"{k} {v}" for k, v in res.summary["quality"].items() if k != "dead_letters")
+            print(f"warning: {path}: {share:.0%} of the training part's windows are gated "
+                  f"({found or 'low coverage'}); if holding a value is normal running here, try "
+                  "--stuck-samples 0 (or the config's [quality])", file=sys.stderr)
         pw = res.summary["pointwise"]
         say(f"[{n}/{len(files)}] {path}: {res.summary['seconds']:.2f} s, {res.summary['windows']} windows, "
             f"F1 {pw['F1']:.2f} FAR {pw['FAR']:.1f}% MAR {pw['MAR']:.1f}%")
     say(f"{len(files)} files in {time.perf_counter() - t0:.2f} s")
     config = {"window": {"window_s": spec.window_s, "hop_s": spec.hop_s, "grid_hz": spec.grid_hz,
-                         "max_hold_s": spec.max_hold_s},
+                         "max_hold_s": spec.max_hold_s}
+              if args.window_rows is None else {"window_rows": args.window_rows, "hop_rows": args.hop_rows},
               "model": args.model, "kind": None if args.model else args.kind, "kind_options": kind_opts,
-              "train_rows": args.train_rows, "train_fraction": args.train_fraction,
+              "stuck_samples": quality.stuck_samples, "train_rows": args.train_rows,
+              "train_fraction": args.train_fraction, "feature_stats": list(stats),
               "train_file": None if args.train_file is None else str(args.train_file),
               "severity": {"warning_ratio": settings.warning_ratio, "clear_ratio": settings.clear_ratio,
                            "hysteresis_windows": settings.hysteresis_windows}}

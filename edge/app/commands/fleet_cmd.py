@@ -8,7 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.sinks.jetstream.fleet_read import FleetWatch
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,68 +44,62 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     df.set_defaults(func=_diff)
 
 
-def _target(args: argparse.Namespace) -> tuple[Path, str, list[str]]:
-    from edge.app.config import default_config_dir, known_sites, load_config
-
-    config_dir = args.dir or default_config_dir()
-    base = load_config(config_dir).config
-    site = args.site
-    if site is None:
-        sites = known_sites(config_dir)
-        site = sites[0] if len(sites) == 1 else base.box.site
-    servers = args.servers.split(",") if args.servers else list(base.jetstream.servers)
-    return config_dir, site, servers
-
-
-def _read(args: argparse.Namespace) -> tuple[Path, str, list[dict[str, Any]]] | None:
+def _watch(args: argparse.Namespace, *, expect_all: bool = False) -> FleetWatch | None:
     from edge.app.config import ConfigError
-    from edge.app.fleet.read import heartbeats
+    from edge.app.fleet.status import fleet_watch
 
     try:
-        config_dir, site, servers = _target(args)
+        return fleet_watch(args.dir, site=args.site,
+                           servers=args.servers.split(",") if args.servers else None,
+                           silent_after=getattr(args, "silent_after", 3.0), expect_all=expect_all)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
         return None
-    try:
-        beats = asyncio.run(heartbeats(servers, site, timeout_s=args.timeout))
-    except Exception as exc:
-        print(f"error: NATS at {','.join(servers)}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
-    return config_dir, site, beats
+
+
+def _nats_error(watch: FleetWatch, exc: Exception) -> None:
+    print(f"error: NATS at {','.join(watch.servers)}: {type(exc).__name__}: {exc} "
+          "(is the site cluster up? --servers names it)", file=sys.stderr)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from edge.app.config import known_boxes
-    from edge.app.fleet.status import desired_from_dir, rows, table
+    from edge.sinks.jetstream.fleet_table import table
 
-    got = _read(args)
-    if got is None:
+    watch = _watch(args, expect_all=args.expect_all)
+    if watch is None:
         return 3
-    config_dir, site, beats = got
-    expected = known_boxes(config_dir) if args.expect_all else []
-    boxes = rows(beats, desired_from_dir(config_dir), now=time.time(), silent_after=args.silent_after,
-                 expected=expected)
+    try:
+        boxes = asyncio.run(watch.boxes(time.time(), timeout_s=args.timeout))
+    except Exception as exc:
+        _nats_error(watch, exc)
+        return 3
     if args.json:
-        print(json.dumps({"site": site, "boxes": [b.as_dict() for b in boxes]}, indent=2, default=str))
+        print(json.dumps({"site": watch.site, "boxes": [b.as_dict() for b in boxes]}, indent=2, default=str))
     else:
-        print(f"site {site}: {len(boxes)} boxes")
+        print(f"site {watch.site}: {len(boxes)} boxes")
         print(table(boxes))
     return 1 if args.check and any(b.state != "ok" for b in boxes) else 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from edge.app.fleet.status import desired_from_dir, diff
+    from edge.sinks.jetstream.fleet_read import heartbeats
+    from edge.sinks.jetstream.fleet_table import diff
 
-    got = _read(args)
-    if got is None:
+    watch = _watch(args)
+    if watch is None:
         return 3
-    config_dir, _, beats = got
+    try:
+        beats = asyncio.run(heartbeats(watch.servers, watch.site, timeout_s=args.timeout))
+    except Exception as exc:
+        _nats_error(watch, exc)
+        return 3
     reported = next((hb for hb in beats if hb.get("box") == args.box), None)
     if reported is None:
-        print(f"error: no heartbeat from box {args.box!r}", file=sys.stderr)
+        print(f"error: no heartbeat from box {args.box!r} at site {watch.site} "
+              "(`edge fleet status` lists the boxes heard from)", file=sys.stderr)
         return 1
-    sha, body, problem = desired_from_dir(config_dir)(args.box)
+    sha, body, problem = watch.desired(args.box)
     if problem is not None:
         print(f"{args.box}: {problem}", file=sys.stderr)
     if sha == reported.get("config_sha256"):

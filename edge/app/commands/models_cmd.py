@@ -1,4 +1,5 @@
-"""``edge models train|list|show|validate|promote|rollback``: model packages and the registry.
+"""``edge models train|list|show|validate|promote|rollback``: model packages and the registry (``alias``,
+``gate`` and ``compare`` live in ``lifecycle_cmd``, ``evaluate`` in ``evaluate_cmd``).
 
 Exit 0 on success, 1 when a model check fails (validation, package error), 2 for usage or config errors.
 """
@@ -94,41 +95,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     va.add_argument("--max-far", type=float, default=0.05, help="bound on the held-out false alarm rate")
     va.set_defaults(func=_validate)
 
-    pr = msub.add_parser("promote", help="make a validated version the one the pipeline runs")
+    pr = msub.add_parser("promote", help="make a gated version the champion (what the pipeline runs)")
     common(pr)
     pr.add_argument("name")
     pr.add_argument("version")
-    pr.add_argument("--force", action="store_true", help="promote without a passed validation (audited)")
+    pr.add_argument("--force", action="store_true", help="promote without a passed gate (audited)")
+    scoped(pr)
     pr.set_defaults(func=_promote)
 
-    rb = msub.add_parser("rollback", help="go back to the previously promoted version")
+    rb = msub.add_parser("rollback", help="go back to the previous champion")
     common(rb)
     rb.add_argument("name")
+    scoped(rb)
     rb.set_defaults(func=_rollback)
 
     from edge.app.commands.evaluate_cmd import register as register_evaluate
+    from edge.app.commands.lifecycle_cmd import register as register_lifecycle
 
     register_evaluate(msub)
+    register_lifecycle(msub)
+
+
+def scoped(q: argparse.ArgumentParser) -> None:
+    from edge.app.commands.lifecycle_cmd import who_reason
+
+    q.add_argument("--scope", default="all", help="all (default), or a line's or an equipment's asset path")
+    who_reason(q)
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from inference.settings import InferenceSettings
+    from edge.app.commands.model_settings import inference_settings
 
-    try:
-        from edge.app.config import ConfigError, default_config_dir, load_config
-
-        try:
-            loaded = load_config(args.dir if args.dir is not None else default_config_dir(), args.box)
-            settings: Any = loaded.config.inference
-        except (ConfigError, OSError):
-            if args.dir is not None or args.box is not None:
-                raise
-            settings = InferenceSettings.model_validate({})
-    except ImportError:  # pragma: no cover
-        settings = InferenceSettings.model_validate({})
-    if args.models_dir is not None:
-        settings = settings.model_copy(update={"models_dir": args.models_dir})
-    return settings
+    return inference_settings(args)
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -255,13 +253,17 @@ def _list(args: argparse.Namespace) -> int:
     for name in reg.models():
         st = reg.state(name)
         for v in reg.versions(name):
-            val = st.get("validations", {}).get(v)
+            val = st["validations"].get(v)
+            gate = st["gates"].get(v)
+            aliases = [f"{role}@{scope}" for scope, role, ver in reg.deployments(name) if ver == v]
             rows.append(
                 {
                     "model": name,
                     "version": v,
-                    "current": st.get("current") == v,
+                    "current": "champion@all" in aliases,
+                    "aliases": aliases,
                     "validated": None if val is None else bool(val.get("passed")),
+                    "gate": None if gate is None else bool(gate.get("passed")),
                 }
             )
     if args.json:
@@ -270,10 +272,14 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no models in {reg.root}")
         return 0
-    print(f"{'MODEL':24} {'VERSION':8} {'CURRENT':8} VALIDATED")
+
+    def mark(v: bool | None) -> str:
+        return "-" if v is None else ("passed" if v else "FAILED")
+
+    print(f"{'MODEL':24} {'VERSION':8} {'VALIDATED':10} {'GATE':8} ALIASES")
     for r in rows:
-        vmark = "-" if r["validated"] is None else ("passed" if r["validated"] else "FAILED")
-        print(f"{r['model']:24} {r['version']:8} {'*' if r['current'] else '':8} {vmark}")
+        print(f"{r['model']:24} {r['version']:8} {mark(r['validated']):10} {mark(r['gate']):8} "
+              f"{', '.join(r['aliases'])}")
     return 0
 
 
@@ -294,9 +300,11 @@ def _show(args: argparse.Namespace) -> int:
     doc = {
         "manifest": pkg.manifest,
         "path": str(pkg.path),
-        "current": st.get("current"),
-        "history": st.get("history", []),
-        "validation": st.get("validations", {}).get(pkg.version),
+        "current": st["aliases"].get("all", {}).get("champion"),
+        "aliases": st["aliases"],
+        "history": st["history"],
+        "validation": st["validations"].get(pkg.version),
+        "gate": st["gates"].get(pkg.version),
         "runtime": rt.describe(),
     }
     print(json.dumps(doc, indent=2, default=str))
@@ -324,10 +332,15 @@ def _promote(args: argparse.Namespace) -> int:
 
     reg = _registry(args)
     try:
-        ev = reg.promote(args.name, args.version, force=args.force)
+        ev = reg.promote(args.name, args.version, force=args.force, scope=args.scope, reason=args.reason,
+                         who=args.who)
+    except ValueError as exc:
+        return _err(str(exc), EXIT_USAGE)
     except PackageError as exc:
         return _err(str(exc))
-    print(f"promoted {args.name} v{args.version} (previous: {ev['detail']['previous']})")
+    d = ev["detail"]
+    print(f"promoted {args.name} v{args.version} to champion of {d['scope']} (previous: {d['previous']}; "
+          f"on {d['basis']['kind']})")
     return 0
 
 
@@ -336,7 +349,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
     reg = _registry(args)
     try:
-        ev = reg.rollback(args.name)
+        ev = reg.rollback(args.name, scope=args.scope, reason=args.reason, who=args.who)
+    except ValueError as exc:
+        return _err(str(exc), EXIT_USAGE)
     except PackageError as exc:
         return _err(str(exc))
     print(f"rolled back {args.name} to v{ev['version']} (from v{ev['detail']['from']})")

@@ -86,6 +86,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the appliance's metrics endpoint (GET /stats), shown in the health view")
     p.add_argument("--stats", type=Path, default=None, metavar="FILE",
                    help="metrics snapshot file written by the appliance, if there is no endpoint")
+    p.add_argument("--nats", default=None, metavar="URLS",
+                   help="the site's NATS cluster (comma separated): turns on the fleet screen (key 6)")
+    p.add_argument("--site", default=None, help="fleet screen: the site (default as `edge fleet status`)")
+    p.add_argument("--config-dir", type=Path, default=None, metavar="DIR",
+                   help="fleet screen: the config folder the desired state is rendered from "
+                        "(default ./firmware-config)")
     p.set_defaults(func=_run)
 
 
@@ -131,11 +137,24 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from tui.app import EdgeTui
+    from tui.fleet_source import FleetSource
     from tui.historian_source import HistorianSource
 
-    app = EdgeTui(HistorianSource(t.dsn, timeout_s=args.timeout), operator=args.user, poll_s=args.poll,
-                  mqtt_url=t.mqtt_url, stats_file=t.stats_file, metrics_url=t.metrics, theme=args.theme,
-                  dsn_label=_label(t.dsn))
+    fleet = None
+    if args.nats:
+        from edge.app.config import ConfigError
+        from edge.app.fleet.status import fleet_watch
+
+        try:
+            watch = fleet_watch(args.config_dir, site=args.site, servers=args.nats.split(","))
+        except ConfigError as exc:
+            print(f"error: fleet screen: {'; '.join(exc.problems)} (--config-dir names the folder)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        fleet = FleetSource(watch, timeout_s=args.timeout)
+    app = EdgeTui(HistorianSource(t.dsn, timeout_s=args.timeout, fleet=fleet), operator=args.user,
+                  poll_s=args.poll, mqtt_url=t.mqtt_url, stats_file=t.stats_file, metrics_url=t.metrics,
+                  theme=args.theme, dsn_label=_label(t.dsn))
     app.run()
     return 0
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from edge.app.demo.scorecard import GRACE_S, FaultSpan, InsightRow, score, table
+from edge.app.demo.scorecard import GRACE_S, FaultSpan, InsightRow, QualityFinding, score, table
 
 
 def _labels(path: Path) -> list[dict[str, Any]]:
@@ -35,6 +35,11 @@ def collect(dsn: str, labels_path: Path, *, grace_s: float = GRACE_S) -> dict[st
         insights = conn.execute(
             "SELECT asset, window_start, window_end, severity, gated FROM insights "
             "ORDER BY window_start, asset").fetchall()
+        # the data-quality findings the inference stage raised (inference.quality_watch)
+        findings = conn.execute(
+            "SELECT asset, detail->>'window_start', detail->>'window_end', detail->>'rule', "
+            "detail->>'signal' FROM events WHERE kind = 'data_quality' AND detail->>'state' = 'raised' "
+            "AND asset IS NOT NULL ORDER BY ts").fetchall()
         reasons = conn.execute(
             "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC").fetchall()
         ctx = conn.execute(
@@ -44,13 +49,15 @@ def collect(dsn: str, labels_path: Path, *, grace_s: float = GRACE_S) -> dict[st
                        _ts(lb.get("start_us") or lb["start"]), _ts(lb.get("end_us") or lb["end"]))
              for lb in labels]
     rows = [InsightRow(_machine(a), ws, we, str(sev), bool(g)) for a, ws, we, sev, g in insights]
+    found = [QualityFinding(_machine(a), _ts(ws), _ts(we), str(rule), str(sig))
+             for a, ws, we, rule, sig in findings if ws and we]
     return {
         "historian_rows": counts,
         "tags": {"with_samples": len(tags), "fewest_rows": min((n for _, n in tags), default=0)},
         "samples_with_work_order": ctx[0] if ctx else 0,
         "dead_letters_by_reason": dict(reasons),
         "labels": labels,
-        "scorecard": score(spans, rows, grace_s=grace_s),
+        "scorecard": score(spans, rows, found, grace_s=grace_s),
     }
 
 

@@ -49,8 +49,8 @@ TABLES: dict[str, TableSpec] = {
     "insights": TableSpec("insights", _cols(
         "insight_id:text", "ts:timestamptz", "asset:text", "model:text", "model_version:text",
         "model_sha256:text", "score:float8", "threshold:float8", "severity:text", "window_start:timestamptz",
-        "window_end:timestamptz", "top_features:jsonb", "context:jsonb", "quality_flags:int4", "gated:bool"),
-        conflict_free=True),
+        "window_end:timestamptz", "top_features:jsonb", "context:jsonb", "quality_flags:int4", "gated:bool",
+        "role:text", "explanation:jsonb"), conflict_free=True),
     "events": TableSpec("events", _cols(
         "ts:timestamptz", "kind:text", "source:text", "asset:text", "message:text", "detail:jsonb")),
     "dead_letters": TableSpec("dead_letters", _cols(

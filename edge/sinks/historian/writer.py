@@ -12,7 +12,8 @@ Python work per row, streamed in chunks of 32k rows); ``insert`` is a multi-row
 ``auto`` probes once per connection with ``SELECT version()``: a server that reports itself as compiled by
 Emscripten (PGlite, whose server process dies on COPY) gets ``insert``, any other ``copy``. The probe never
 issues a COPY. Insights always go through ``insert ... ON CONFLICT DO NOTHING`` (an insight id may be
-re-emitted in another batch).
+re-emitted in another batch). A transaction that stores insights also sends ``pg_notify`` on
+``INSIGHTS_CHANNEL`` (delivered at its commit): what wakes the outbox publisher.
 
 Errors: :class:`HistorianUnavailable` when the server cannot be reached or the connection broke (the
 connection is dropped and re-opened on the next call; the caller spools the batch and retries later);
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 WriteMethod = Literal["copy", "insert"]
 THREAD_ROWS = 50_000  # async: encode the COPY chunks of batches this big in a worker thread
+# Committed insights wake the outbox publishers (LISTEN on this channel) instead of their next poll; the
+# notification is sent at commit, so a listener never sees rows that are not there yet. Payload: batch id.
+INSIGHTS_CHANNEL = "insights_outbox"
+NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 
 def probe_method(version_text: str) -> WriteMethod:
@@ -195,6 +200,8 @@ class HistorianWriter:
                     q = insert_sql(spec)
                     for p in prepared:
                         cur.execute(q, p)
+                if env.kind == "insights" and n:
+                    cur.execute(NOTIFY_SQL, (INSIGHTS_CHANNEL, env.batch_id))
         except psycopg.Error as exc:
             err = classify_error(exc, env)
             if isinstance(err, HistorianUnavailable) or conn.closed or conn.broken:
@@ -235,6 +242,8 @@ class HistorianWriter:
                     q = insert_sql(spec)
                     for p in prepared:
                         await cur.execute(q, p)
+                if env.kind == "insights" and n:
+                    await cur.execute(NOTIFY_SQL, (INSIGHTS_CHANNEL, env.batch_id))
         except psycopg.Error as exc:
             err = classify_error(exc, env)
             if isinstance(err, HistorianUnavailable) or conn.closed or conn.broken:

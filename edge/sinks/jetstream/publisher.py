@@ -8,7 +8,9 @@ de-duplication window is stored once, and the central ledger catches anything la
 
 While the cluster is away (no connection, a publish error or timeout, no stream leader) envelopes go to a
 :class:`~edge.sinks.historian.spool.Spool` of its own (``jetstream.spool_dir``); a replay task publishes the
-spool oldest first once a probe succeeds. Up to ``in_flight`` publishes await their acks at once.
+spool oldest first once a probe succeeds. Up to ``in_flight`` publishes await their acks at once; what
+waits in the inbox is taken up to ``ENCODE_BATCH`` envelopes at a time and encoded in one worker-thread hop
+(one hop per envelope left the loop waiting on the thread).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from edge.sinks.jetstream.settings import JetStreamSettings
 from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
 
 log = logging.getLogger("edge.sinks.jetstream")
+
+Wire = tuple[bytes, dict[str, str]]  # payload and headers of one message
+ENCODE_BATCH = 16  # envelopes taken from the inbox at once and encoded in one worker-thread hop
 
 
 class JetStreamSink:
@@ -88,10 +93,14 @@ class JetStreamSink:
                         envelope = await asyncio.wait_for(self.inbox.get(), 0.1)
                     except TimeoutError:
                         continue
+                envelopes = [envelope]
+                while len(envelopes) < ENCODE_BATCH and not self.inbox.empty():
+                    envelopes.append(self.inbox.get_nowait())
                 try:
-                    await self._offer(envelope)
+                    await self._offer(envelopes)
                 finally:
-                    self.inbox.task_done()
+                    for _ in envelopes:
+                        self.inbox.task_done()
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=self.settings.publish_timeout_s + 1)
         finally:
@@ -155,22 +164,39 @@ class JetStreamSink:
 
     # -- live path -------------------------------------------------------------------------------------
 
-    async def _offer(self, envelope: Envelope) -> None:
-        if envelope.kind not in self.kinds:
-            envelope.acknowledge()
+    async def _offer(self, envelopes: list[Envelope]) -> None:
+        live = []
+        for envelope in envelopes:
+            if envelope.kind not in self.kinds:
+                envelope.acknowledge()
+                continue
+            self.metrics.inc(self.name, "received", envelope.num_rows)
+            live.append(envelope)
+        if not live:
             return
-        self.metrics.inc(self.name, "received", envelope.num_rows)
-        if self._up and self.js is not None:
+        if not (self._up and self.js is not None):
+            for envelope in live:
+                await self._to_spool(envelope)
+            return
+        encoded = await self._encode(live)
+        for envelope, wire in zip(live, encoded, strict=True):
             await self._sem.acquire()
-            task = asyncio.create_task(self._publish_live(envelope))
+            task = asyncio.create_task(self._publish_live(envelope, wire))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        else:
-            await self._to_spool(envelope)
 
-    async def _publish_live(self, envelope: Envelope) -> None:
+    async def _encode(self, envelopes: list[Envelope]) -> list[Wire]:
+        """Payloads and headers of the envelopes. Compressing releases the GIL: a worker thread encodes
+        them all at once (one hop for the lot) while the loop goes on with the publishes in flight."""
+        compression = self.settings.compression
+        if compression == "none" or sum(e.num_rows for e in envelopes) < 256:
+            return [encode(e, self.box, compression=compression) for e in envelopes]
+        return await asyncio.to_thread(lambda: [encode(e, self.box, compression=compression)
+                                                for e in envelopes])
+
+    async def _publish_live(self, envelope: Envelope, wire: Wire) -> None:
         try:
-            await self._publish(envelope)
+            await self._publish(envelope, wire)
         except Exception as exc:
             self._mark_down(exc)
             await self._to_spool(envelope)
@@ -179,15 +205,11 @@ class JetStreamSink:
         finally:
             self._sem.release()
 
-    async def _publish(self, envelope: Envelope) -> None:
+    async def _publish(self, envelope: Envelope, wire: Wire | None = None) -> None:
         js = self.js
         if js is None:
             raise ConnectionError("not connected")
-        if self.settings.compression == "none" or envelope.num_rows < 256:
-            payload, headers = encode(envelope, self.box, compression=self.settings.compression)
-        else:  # compressing releases the GIL: off the event loop, beside the other publishes
-            payload, headers = await asyncio.to_thread(encode, envelope, self.box,
-                                                       compression=self.settings.compression)
+        payload, headers = wire if wire is not None else (await self._encode([envelope]))[0]
         subject = data_subject(self.site, self.settings.line, self.box, envelope.kind)
         ack = await js.publish(subject, payload, timeout=self.settings.publish_timeout_s, headers=headers)
         self.metrics.inc(self.name, "duplicate" if ack.duplicate else "published", envelope.num_rows)

@@ -64,7 +64,34 @@ def insight_document(row: dict[str, Any]) -> dict[str, Any]:
         "top_features": json.loads(row["top_features"] or "[]"),
         "context": json.loads(row["context"] or "{}"),
         "quality": {"flags": flags, "names": flag_names(flags), "gated": bool(row["gated"])},
+        **explanation_summary(row.get("explanation")),
     }
+
+
+# what MES gets of an alarm's explanation (docs/explanations.md): the summary line and, per leading feature,
+# its value against the training baseline; the historian keeps the whole explanation
+SUMMARY_KEYS = ("feature", "value", "unit", "baseline_mean", "baseline_sd", "deviation", "z")
+
+
+def explanation_summary(text: str | None) -> dict[str, Any]:
+    """``{"explanation": {"summary", "features"}}`` of a row's explanation JSON; empty when it has none."""
+    if not text:
+        return {}
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        return {}
+    feats = [{k: f.get(k) for k in SUMMARY_KEYS} for f in doc.get("features", []) if isinstance(f, dict)]
+    return {"explanation": {"summary": str(doc.get("summary", "")), "features": feats}}
+
+
+def with_explanation(batch: pa.RecordBatch, rows: list[dict[str, Any]] | Any) -> pa.RecordBatch:
+    """``batch`` (rows of ``insights`` as JSON, e.g. the outbox's) with their ``explanation`` as a JSON text
+    column, when any row has one."""
+    found = [row.get("explanation") for row in rows]
+    if all(v is None for v in found):
+        return batch
+    texts = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in found]
+    return batch.append_column("explanation", pa.array(texts, type=pa.string()))
 
 
 def insight_payloads(insights: pa.RecordBatch, prefix: str = "") -> list[tuple[str, bytes]]:

@@ -4,7 +4,10 @@ Each insight row inserted into ``insights`` is copied into ``insights_outbox`` b
 transaction (migration 0040). This component reads the unpublished rows in ``seq`` order (which is insert
 order, so the order per equipment), publishes each with QoS 1 and ``retain=True`` (the broker keeps the latest
 insight per equipment topic for late subscribers), and marks a row ``published_at`` only when the broker's
-PUBACK for its message id arrives (paho ``on_publish``).
+PUBACK for its message id arrives (paho ``on_publish``). It reads when woken: by a commit of insights (the
+historian writer's ``pg_notify`` on ``INSIGHTS_CHANNEL``, heard on a second, LISTEN connection), by a PUBACK,
+or, failing both, every ``poll_interval_s`` (the fallback when the LISTEN connection is down, or for rows
+another writer inserted without notifying).
 
 A broker outage delays insights, never loses them: on a disconnect the client is thrown away with whatever it
 had in flight, and after the reconnect publishing starts again at the oldest unmarked row, in order. Delivery
@@ -42,7 +45,8 @@ from edge.core.datamodel import INSIGHTS
 from edge.core.metrics import METRICS, Metrics
 from edge.core.mqtt import connect, make_client
 from edge.core.settings import BrokerSettings, SecretRef
-from edge.sinks.outbox.encoder import insight_payloads
+from edge.sinks.historian.writer import INSIGHTS_CHANNEL
+from edge.sinks.outbox.encoder import insight_payloads, with_explanation
 
 log = logging.getLogger("edge.sinks.outbox")
 
@@ -108,7 +112,7 @@ def rows_to_insights(rows: Sequence[dict[str, Any]]) -> pa.RecordBatch:
             elif v is not None and f.name in ("top_features", "context") and not isinstance(v, str):
                 v = orjson.dumps(v).decode()
             cols[f.name].append(v)
-    return pa.RecordBatch.from_pydict(cols, schema=INSIGHTS)
+    return with_explanation(pa.RecordBatch.from_pydict(cols, schema=INSIGHTS), rows)
 
 
 def insight_json_encode(prefix: str) -> Encode:
@@ -139,7 +143,7 @@ class OutboxPublisher:
                  password: SecretRef | None = None, url: str | None = None, client_id: str | None = None,
                  encode: Encode | None = None, window: int = 200, poll_interval_s: float = 0.2,
                  reconnect_delay_s: float = 1.0, retain: bool = True, metrics: Metrics | None = None,
-                 close_timeout_s: float = 2.0) -> None:
+                 close_timeout_s: float = 2.0, listen: bool = True) -> None:
         self.name = name
         self.dsn = dsn
         self.password = password
@@ -156,16 +160,49 @@ class OutboxPublisher:
         self.stage = name
         self._stop = asyncio.Event()
         self.connected = False
+        self.listen = listen
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self.notifications = 0
+        self._wake: asyncio.Event | None = None  # the current broker session's wake-up
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:  # do not sit out the poll interval
+            self._wake.set()
 
     async def run(self) -> None:
         self._stop = asyncio.Event()
-        async with await connect_historian(self.dsn, self.password) as conn:
-            while not self._stop.is_set():
-                await self._session(conn)
-                await pause_before_reconnect(self._stop, self.reconnect_delay_s)
+        listener = asyncio.create_task(self._listen()) if self.listen else None
+        try:
+            async with await connect_historian(self.dsn, self.password) as conn:
+                while not self._stop.is_set():
+                    await self._session(conn)
+                    await pause_before_reconnect(self._stop, self.reconnect_delay_s)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self) -> None:
+        """Wake the publishing loop on each commit of insights (the historian writer's ``pg_notify``) rather
+        than at its next poll. On its own connection, as notifications arrive only on a connection that
+        reads; when that connection fails, the poll carries on alone until it is back."""
+        while not self._stop.is_set():
+            try:
+                async with await connect_historian(self.dsn, self.password) as lconn:
+                    await lconn.execute(f"LISTEN {INSIGHTS_CHANNEL}")
+                    self.listening.set()
+                    async for _ in lconn.notifies():
+                        self.notifications += 1
+                        if self._wake is not None:
+                            self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("outbox LISTEN connection failed (%s); polling every %.1f s until it is back",
+                            exc, self.poll_interval_s)
+            finally:
+                self.listening.clear()
+            await pause_before_reconnect(self._stop, self.reconnect_delay_s)
 
     async def _session(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """One broker connection: publish until it drops (or we stop); then the client is thrown away."""
@@ -173,7 +210,7 @@ class OutboxPublisher:
         connected = asyncio.Event()
         lost = asyncio.Event()
         acked: list[int] = []
-        wake = asyncio.Event()
+        wake = self._wake = asyncio.Event()
         lock = threading.Lock()
         disconnected = threading.Event()  # set on the network thread once the socket is closed
 
@@ -215,6 +252,7 @@ class OutboxPublisher:
             self.connected = True
             log.info("outbox publisher connected", extra={"broker": f"{address.host}:{address.port}"})
             while not lost.is_set():
+                wake.clear()  # before reading: a PUBACK or a commit after this point wakes the next wait
                 with lock:
                     done, acked[:] = list(acked), []
                 seqs = [inflight.pop(mid) for mid in done if mid in inflight]
@@ -225,7 +263,6 @@ class OutboxPublisher:
                     return
                 if not self._stop.is_set() and len(inflight) < self.window:
                     await self._publish_more(conn, client, inflight)
-                wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.poll_interval_s)
                 if self._stop.is_set() and not inflight:

@@ -44,6 +44,30 @@ def test_a_batch_round_trips_with_its_kind_and_site_wide_id(compression: str) ->
     assert got.envelope.batch.schema.metadata is None
 
 
+@pytest.mark.parametrize(("compression", "magic"), [("lz4", b"FEL4"), ("zstd", b"FEZS")])
+def test_compressed_payload_is_one_frame_behind_its_magic_and_smaller(compression: str, magic: bytes) -> None:
+    batch = _samples(2000)
+    plain, _ = encode(Envelope("samples", batch, "x"), "b")
+    packed, _ = encode(Envelope("samples", batch, "x"), "b", compression=compression)
+    assert plain[:4] == b"\xff\xff\xff\xff"  # an Arrow IPC stream: never mistaken for a compressed one
+    assert packed[:4] == magic and int.from_bytes(packed[4:12], "little") == len(plain)
+    assert len(packed) < len(plain) / 2
+    assert decode(packed).envelope.batch.equals(decode(plain).envelope.batch)
+    with pytest.raises(ValueError):
+        decode(packed[:-20])  # truncated: refused, not half read
+
+
+def test_per_buffer_compressed_streams_of_earlier_boxes_still_decode() -> None:
+    batch = _samples(100)
+    meta = {"fe.kind": "samples", "fe.batch_id": "old.1", "fe.box": "old"}
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, batch.schema.with_metadata(meta), options=options) as w:
+        w.write_batch(batch)
+    got = decode(sink.getvalue().to_pybytes())
+    assert got.box == "old" and got.envelope.batch_id == "old.1" and got.envelope.batch.equals(batch)
+
+
 def test_contextualized_and_events_batches_keep_their_schema() -> None:
     batch = _samples(10)
     ctx = pa.RecordBatch.from_arrays(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from edge.app.config import load_config
-from edge.app.fleet.status import desired_from_dir, diff, rows, table
+from edge.app.fleet.status import desired_from_dir
+from edge.sinks.jetstream.fleet_table import diff, rows, table
 from edge.sinks.jetstream.heartbeat import AppInfo, Heartbeat
 from edge.sinks.jetstream.settings import JetStreamSettings
 
@@ -65,14 +68,15 @@ def test_desired_state_is_load_config_sha256(tmp_path: Path) -> None:
 
 async def test_heartbeat_through_nats_reads_back_ok_then_drifted(tmp_path: Path, nats_url: str) -> None:
     from edge.app.fleet.info import app_info
-    from edge.app.fleet.read import heartbeats
     from edge.core.supervisor import Supervisor
+    from edge.sinks.jetstream.fleet_read import heartbeats
 
     d = _config_dir(tmp_path)
     loaded = load_config(d, "box-1")
     info = app_info(loaded.config, Supervisor(), {})
     assert info.config_sha256 == loaded.sha256() and info.site == "s1"
-    hb = Heartbeat(JetStreamSettings(servers=[nats_url], replicas=1), box="box-1", site=None)
+    settings = JetStreamSettings.model_validate({"servers": [nats_url], "replicas": 1})
+    hb = Heartbeat(settings, box="box-1", site=None)
     hb.attach_app(info)
     assert await hb.beat() and await hb.beat()
     assert hb.nc is not None
@@ -92,11 +96,12 @@ async def test_heartbeat_through_nats_reads_back_ok_then_drifted(tmp_path: Path,
 def test_app_info_lists_supervisor_health() -> None:
     from edge.app.config import AppConfig
     from edge.app.fleet.info import app_info
+    from edge.core.component import Role
     from edge.core.supervisor import Supervisor
 
     class C:
         name = "x"
-        role = "sink"
+        role: Role = "sink"
 
         async def run(self) -> None: ...
 
@@ -106,3 +111,12 @@ def test_app_info_lists_supervisor_health() -> None:
     sup.add(C())
     info: AppInfo = app_info(AppConfig.model_validate({}), sup, {})
     assert info.components() == {"x": {"healthy": False, "restarts": 0, "last_error": None}}
+
+
+async def test_reading_from_a_cluster_that_does_not_answer_gives_up_and_says_so() -> None:
+    from edge.sinks.jetstream.fleet_read import heartbeats
+    from tests.edge.sinks.jetstream.conftest import free_port
+
+    dead = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match="no NATS server answered"):
+        await heartbeats([dead], "s1", timeout_s=0.5)
