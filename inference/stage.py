@@ -305,6 +305,7 @@ class InferenceStage:
             x, missing = model_inputs_from_matrix(
                 names, values if every else values[rows], m.package.features
             )
+            sub_assets = assets if every else [assets[i] for i in rows]
             ctx = contexts if every else [contexts[i] for i in rows]
             fed, regime_flags = regime_inputs(m.package.manifest, x, ctx)  # standardized per product, if set
             out = m.runtime.infer(fed)  # one call per model per tick, every equipment together
@@ -313,35 +314,30 @@ class InferenceStage:
             contrib = out.get(outs.get("contributions", "contributions"))
             mflags = np.where(missing, flags[rows] | WINDOW_MISSING_FEATURE, flags[rows]) | regime_flags
             gate = (mflags & GATING_FLAGS) != 0  # inference.windows.gated, for every row at once
-            res.insights.append(
-                (
-                    m.name,
-                    m.package.version,
-                    with_role(build_insights(
-                        model=m.name,
-                        version=m.package.version,
-                        sha256=m.package.sha256,
-                        threshold=m.package.threshold,
-                        feature_names=m.package.features,
-                        assets=assets if every else [assets[i] for i in rows],
-                        window_start_us=starts if every else starts[rows],
-                        window_end_us=ends if every else ends[rows],
-                        scores=scores,
-                        contributions=None if contrib is None else np.asarray(contrib),
-                        flags=mflags,
-                        gated=gate,
-                        contexts=contexts if every else [contexts[i] for i in rows],
-                        tracker=self.tracker if m.role == "champion" else self.shadow_tracker,
-                        k=self.settings.top_features,
-                    ), m.role),
-                )
+            champion = m.role == "champion"
+            batch = build_insights(
+                model=m.name,
+                version=m.package.version,
+                sha256=m.package.sha256,
+                threshold=m.package.threshold,
+                feature_names=m.package.features,
+                assets=sub_assets,
+                window_start_us=starts if every else starts[rows],
+                window_end_us=ends if every else ends[rows],
+                scores=scores,
+                contributions=None if contrib is None else np.asarray(contrib),
+                flags=mflags,
+                gated=gate,
+                contexts=ctx,
+                tracker=self.tracker if champion else self.shadow_tracker,
+                k=self.settings.top_features,
             )
             # raised rows say why: the leading features against the training baseline (inference.explain)
-            res.insights[-1] = explained(res.insights[-1], m.package.manifest, x, contrib,
-                                         self.settings.top_features)
-            if m.role == "champion":  # a challenger's drift is not the plant's
-                scored = assets if every else [assets[i] for i in rows]
-                for ev in self.drift[m.name].observe(x, m.package.features, scores, gate, scored):
+            scored = explained((m.name, m.package.version, with_role(batch, m.role)), m.package.manifest, x,
+                               contrib, self.settings.top_features)
+            res.insights.append(scored)
+            if champion:  # a challenger's drift is not the plant's
+                for ev in self.drift[m.name].observe(x, m.package.features, scores, gate, sub_assets):
                     res.events.append(("drift", str(ev.pop("message")), ev))
         res.events.extend(self.quality_watch.update(windows))
         res.events.extend(self._events)

@@ -13,40 +13,46 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 HERE = Path(__file__).parent
 
 
+async def settle(app: Any, pilot: Any) -> None:
+    """Wait until the current screen has loaded twice more: what it shows is its data, not a first paint."""
+    from tests.fixtures.tui_support import wait_until
+    from tui.screens.base import EdgeScreen
+
+    await wait_until(pilot, lambda: isinstance(app.screen, EdgeScreen) and app.screen.loads > 0)
+    screen = app.screen
+    assert isinstance(screen, EdgeScreen)
+    n = screen.loads
+    await wait_until(pilot, lambda: screen.loads >= n + 2)
+    await pilot.pause(0.2)
+
+
 async def shoot(reader_dsn: str) -> None:
     from tests.fixtures.tui_support import fixed_clock, wait_until
     from tui.app import EdgeTui
     from tui.historian_source import HistorianSource
-    from tui.screens.base import EdgeScreen
 
     app = EdgeTui(HistorianSource(reader_dsn), clock=fixed_clock, operator="alice", poll_s=0.3)
     async with app.run_test(size=(110, 30)) as pilot:
-        async def settle() -> None:
-            screen = app.screen
-            assert isinstance(screen, EdgeScreen)
-            n = screen.loads
-            await wait_until(pilot, lambda: screen.loads >= n + 2)
-            await pilot.pause(0.2)
-
-        await settle()
+        await settle(app, pilot)
         await pilot.press("down", "down", "down", "down")
-        await settle()
+        await settle(app, pilot)
         app.save_screenshot("overview.svg", str(HERE))
         await pilot.press("2")
         await wait_until(pilot, lambda: app.screen.id == "insights")
-        await settle()
+        await settle(app, pilot)
         await pilot.press("down", "t", *"bearing noise", "enter")
         await wait_until(pilot, lambda: app.feedback_saved == 1)
         await pilot.press("down", "a")
         await wait_until(pilot, lambda: app.feedback_saved == 2)
         await pilot.pause(5.5)  # let the toasts go
-        await settle()
+        await settle(app, pilot)
         app.save_screenshot("insights.svg", str(HERE))
 
 
@@ -55,27 +61,18 @@ async def shoot_workbench(reader_dsn: str, alarm_id: str) -> None:
     from tui.app import EdgeTui
     from tui.historian_source import HistorianSource
     from tui.messages import OpenAlarm
-    from tui.screens.base import EdgeScreen
     from tui.screens.report import ShiftReportScreen
     from tui.widgets.command_line import CommandLine
 
     app = EdgeTui(HistorianSource(reader_dsn), clock=fixed_clock, operator="alice", poll_s=0.3)
     async with app.run_test(size=(120, 56)) as pilot:
-        async def settle() -> None:
-            await wait_until(pilot, lambda: isinstance(app.screen, EdgeScreen) and app.screen.loads > 0)
-            screen = app.screen
-            assert isinstance(screen, EdgeScreen)
-            n = screen.loads
-            await wait_until(pilot, lambda: screen.loads >= n + 2)
-            await pilot.pause(0.2)
-
-        await settle()
+        await settle(app, pilot)
         await pilot.press("2")
         await wait_until(pilot, lambda: app.screen.id == "insights")
-        await settle()
+        await settle(app, pilot)
         app.post_message(OpenAlarm(alarm_id))
         await wait_until(pilot, lambda: app.screen.id == "alarm")
-        await settle()
+        await settle(app, pilot)
         app.save_screenshot("alarm.svg", str(HERE))
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen.id == "insights")
@@ -86,7 +83,7 @@ async def shoot_workbench(reader_dsn: str, alarm_id: str) -> None:
         app.save_screenshot("command-line.svg", str(HERE))
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ShiftReportScreen))
-        await settle()
+        await settle(app, pilot)
         app.save_screenshot("report.svg", str(HERE))
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-EXIT_FAIL = 1
-EXIT_USAGE = 2
+from edge.app.commands.model_settings import EXIT_FAIL, EXIT_USAGE, parse_time
+from edge.app.commands.model_settings import fail as _err
+from edge.app.commands.model_settings import inference_settings as settings_of
 
 
 def common(q: argparse.ArgumentParser) -> None:
@@ -82,12 +82,6 @@ def register(msub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(func=_retrain)
 
 
-def settings_of(args: argparse.Namespace) -> Any:
-    from edge.app.commands.model_settings import inference_settings
-
-    return inference_settings(args)
-
-
 def dsn_of(args: argparse.Namespace) -> str:
     if args.dsn:
         return str(args.dsn)
@@ -95,16 +89,6 @@ def dsn_of(args: argparse.Namespace) -> str:
 
     loaded = load_config(args.dir if args.dir is not None else default_config_dir(), args.box)
     return str(loaded.config.historian.dsn)
-
-
-def parse_time(s: str) -> datetime:
-    t = datetime.fromisoformat(s)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _err(msg: str, code: int = EXIT_FAIL) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return code
 
 
 def _alias(args: argparse.Namespace) -> int:

@@ -1,10 +1,16 @@
-"""The ``[inference]`` settings the ``edge models`` commands run under: the config's (``--dir``, ``--box``),
-defaults when no config is installed, and ``--models-dir`` over both."""
+"""What the ``edge models`` command modules share: the ``[inference]`` settings they run under (the config's
+(``--dir``, ``--box``), defaults when no config is installed, and ``--models-dir`` over both), the way they
+read a time and the way they fail."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from datetime import UTC, datetime
 from typing import Any
+
+EXIT_FAIL = 1
+EXIT_USAGE = 2
 
 
 def inference_settings(args: argparse.Namespace) -> Any:
@@ -21,3 +27,14 @@ def inference_settings(args: argparse.Namespace) -> Any:
     if args.models_dir is not None:
         settings = settings.model_copy(update={"models_dir": args.models_dir})
     return settings
+
+
+def parse_time(s: str) -> datetime:
+    """An ISO 8601 time; one without a zone is UTC."""
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def fail(msg: str, code: int = EXIT_FAIL) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code

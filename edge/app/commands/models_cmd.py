@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-EXIT_FAIL = 1
-EXIT_USAGE = 2
+from edge.app.commands.model_settings import EXIT_FAIL, EXIT_USAGE, parse_time
+from edge.app.commands.model_settings import fail as _err
+from edge.app.commands.model_settings import inference_settings as _settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,21 +123,10 @@ def scoped(q: argparse.ArgumentParser) -> None:
     who_reason(q)
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    from edge.app.commands.model_settings import inference_settings
-
-    return inference_settings(args)
-
-
 def _registry(args: argparse.Namespace) -> Any:
     from inference.packages import Registry
 
     return Registry(_settings(args).models_dir)
-
-
-def _err(msg: str, code: int = EXIT_FAIL) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return code
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -241,10 +230,7 @@ def _rows(s: str | None) -> tuple[int | None, int | None] | None:
 
 
 def _parse_time(s: str | None) -> datetime | None:
-    if s is None:
-        return None
-    t = datetime.fromisoformat(s)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return None if s is None else parse_time(s)
 
 
 def _list(args: argparse.Namespace) -> int:
