@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
@@ -56,11 +57,16 @@ def train_to_registry(
     rows: tuple[int | None, int | None] | None = None,
     check_size: bool = True,
     progress: Progress | None = None,
+    stats: Sequence[str] = (),
+    manifest_extra: dict[str, Any] | None = None,
+    keep: Any = None,
 ) -> Any:
     """Read the baseline, featurize it as the pipeline does (``settings``: its window, grid and
     ``signal_key``), fit, and register the package (not promoted). A file's model is scoped to ``asset``
     when one is given (and runs on every equipment otherwise); a historian's always is. ``check_size``:
-    raise ``TrainingDataTooSmall`` when the baseline cannot resolve the kind's ``target_far``."""
+    raise ``TrainingDataTooSmall`` when the baseline cannot resolve the kind's ``target_far``. ``stats``: keep
+    only the features of these window statistics (empty: all); ``manifest_extra``: added to the manifest;
+    ``keep``: a boolean per row read (after ``rows``), the rows trained on (a file's: None trains on all)."""
     from inference.packages import Registry
 
     say = progress or stderr_progress()
@@ -73,9 +79,12 @@ def train_to_registry(
             raise FileNotFoundError(f"{path} does not exist")
         say(f"reading {path}")
         ts_us, signals = read_table(path, time_column, ignore=ignore_columns, rows=rows, rename=column_map)
+        if keep is not None:
+            ts_us, signals = ts_us[keep], {k: v[keep] for k, v in signals.items()}
         say(f"{len(ts_us)} rows x {len(signals)} signals ({', '.join(signals)})")
         batch = samples_batch(ts_us, signals, asset or "baseline")
         extent = "" if rows is None else " rows " + ":".join("" if r is None else str(r) for r in rows)
+        extent += "" if keep is None else f" ({len(ts_us)} rows kept)"
         sources.append(f"{path.name} sha256:{file_sha256(path)}{extent}")
     elif dsn is not None:
         if asset is None:
@@ -88,6 +97,9 @@ def train_to_registry(
     say(f"signals by {spec.signal_key}: {', '.join(signals_of(batch, spec.signal_key))}")
     say(f"windowing: {spec.window_s:g}s windows every {spec.hop_s:g}s on a {spec.grid_hz:g} Hz grid")
     tset = features_from_samples([batch], spec, spectral=settings.spectral_signals, n_bands=settings.n_bands)
+    if stats:
+        cols = [i for i, n in enumerate(tset.feature_names) if n.rpartition("__")[2] in set(stats)]
+        tset = replace(tset, feature_names=[tset.feature_names[i] for i in cols], x=tset.x[:, cols])
     say(f"{tset.x.shape[0]} good windows x {tset.x.shape[1]} features")
     if check_size:
         n_train = round(tset.x.shape[0] * (1.0 - holdout))
@@ -95,6 +107,7 @@ def train_to_registry(
     hyst = Hysteresis.from_settings(settings)
     result = fit(kind, tset, opts, holdout=holdout, progress=say, hysteresis=hyst)
     manifest = build_manifest(name, tset, result, spec, settings, sources, assets=[asset] if asset else [])
+    manifest.update(manifest_extra or {})
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)
     say(f"registered {name} v{pkg.version}")

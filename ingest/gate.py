@@ -1,9 +1,9 @@
 """The data-quality gate: hard failures become dead letters, soft findings travel on as quality flags.
 
-Hard (the sample is removed and dead-lettered with its reason): NaN and infinite values, timestamps too far
-in the future or past (``QualitySettings.max_future_s``/``max_past_s`` around ``now_us``; the past rule is off
-with ``accept_past``, for replays of history), duplicates (the
-same tag and timestamp, within the batch and against recent batches), and unmapped tags when
+Hard (the sample is removed and dead-lettered with its reason): a missing tag or timestamp, NaN and
+infinite values, timestamps too far in the future or past (``QualitySettings.max_future_s``/``max_past_s``
+around ``now_us``; the past rule is off with ``accept_past``, for replays of history), duplicates (the same
+tag and timestamp, within the batch and against recent batches), and unmapped tags when
 ``QualitySettings.unmapped = "dead_letter"`` and a tag map (``valid_ranges``) is given. Payloads that
 cannot be decoded and values that cannot be coerced are dead-lettered earlier, by the codecs.
 
@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edge.core.datamodel import DEAD_LETTERS, Quality, QualityFlag
 from ingest.deadletter import Reason, dead_letter_batch, dead_letters_from_samples
@@ -115,22 +116,31 @@ class QualityGate:
             return samples, dead_letter_batch([])
         s = self.settings
         tag_col = samples.column("tag")
+        ts_col = samples.column("ts").cast(pa.int64())
+        # a sample without a tag or a timestamp breaks the schema's promise; a codec or plugin that lets
+        # one through must not crash the gate (and take the good rows with it)
+        missing = (tag_col.is_null().to_numpy(zero_copy_only=False)
+                   | ts_col.is_null().to_numpy(zero_copy_only=False))
+        if missing.any():
+            tag_col = pc.if_else(pa.array(missing), pa.scalar("", pa.string()), tag_col.cast(pa.string()))
+            ts_col = ts_col.fill_null(0)
         if not pa.types.is_dictionary(tag_col.type):
             tag_col = tag_col.dictionary_encode()
         codes = tag_col.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         g = self._gids(tag_col.dictionary.to_pylist())[codes]
         values = samples.column("value").fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
-        ts = samples.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ts = ts_col.to_numpy(zero_copy_only=False)
         flags = samples.column("flags").to_numpy(zero_copy_only=False).astype(np.int32)
         quality = samples.column("quality").to_numpy(zero_copy_only=False)
 
         # hard rules, in order: value, time, duplicate
         reasons = np.full(n, None, dtype=object)
-        isnan = np.isnan(values)
-        isinf = np.isinf(values)
+        isnan = ~missing & np.isnan(values)
+        isinf = ~missing & np.isinf(values)
+        reasons[missing] = Reason.MISSING_FIELD.value
         reasons[isnan] = Reason.NAN.value
         reasons[isinf] = Reason.INF.value
-        bad = isnan | isinf
+        bad = missing | isnan | isinf
         future = ~bad & (ts > now_us + int(s.max_future_s * 1e6))
         if s.accept_past:
             past = np.zeros(n, dtype=bool)
@@ -192,7 +202,10 @@ class QualityGate:
         for reason, code, t, v in zip(reasons.tolist(), codes.tolist(), ts.tolist(), values.tolist(),
                                       strict=True):
             tag = tags[code]
-            if reason in (Reason.NAN, Reason.INF):
+            if reason == Reason.MISSING_FIELD:
+                out.append("rule missing_field: the sample has no tag or no timestamp (a codec or source "
+                           "plugin let it through; its payload is kept here)")
+            elif reason in (Reason.NAN, Reason.INF):
                 out.append(f"rule {reason}: tag {tag!r} value {v!r} is not a finite number")
             elif reason == Reason.TS_FUTURE:
                 out.append(f"rule ts_future: tag {tag!r} ts {_iso(t)} is {(t - now_us) / 1e6:.3f} s after "

@@ -48,7 +48,7 @@ from tui.screens.models import ModelsScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.report import ShiftReportScreen
 from tui.widgets.command_line import CommandLine
-from tui.widgets.feedback_dialog import FeedbackDialog
+from tui.widgets.feedback_dialog import FeedbackChoice, FeedbackDialog
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
@@ -264,14 +264,15 @@ class EdgeTui(App[None]):
                       after: Callable[[], None] | None = None) -> None:
         """Ack at once; for a label, ask for a comment first. Saved in a worker, reported by a toast."""
 
-        def save(comment: str | None) -> None:
-            if comment is None:
+        def save(choice: FeedbackChoice | None) -> None:
+            if choice is None:
                 return
-            fb = Feedback(insight.insight_id, action, self.operator, comment, insight.asset)
+            fb = Feedback(insight.insight_id, action, self.operator, choice.comment, insight.asset,
+                          choice.suppress_hours)
             self._save_feedback(fb, after)
 
         if action is FeedbackAction.ACK:
-            save("")
+            save(FeedbackChoice(""))
         else:
             self.push_screen(FeedbackDialog(insight, action), save)
 
@@ -284,6 +285,7 @@ class EdgeTui(App[None]):
             self.notify(f"not saved: {exc}", severity="error", timeout=8)
             return
         self.feedback_saved += 1
-        self.notify(f"{fb.action.value} saved for {fb.insight_id[:12]} by {fb.who}")
+        also = f"; repeats suppressed for {fb.suppress_hours:g} h" if fb.suppress_hours else ""
+        self.notify(f"{fb.action.value} saved for {fb.insight_id[:12]} by {fb.who}{also}")
         if after is not None:
             after()

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from edge.sinks.jetstream.fleet_table import BoxRow
 from tui.alarm_models import AlarmDetail, ShiftReport
+from tui.lifecycle_source import CompareView, LabelCounts
 from tui.models import EquipmentDetail, Feedback, Health, InsightFilter, InsightRow, ModelRow, Overview
 
 
@@ -44,6 +45,10 @@ class DataSource(Protocol):
     async def insights(self, flt: InsightFilter, now: datetime, limit: int = 200) -> list[InsightRow]: ...
 
     async def models(self, now: datetime) -> list[ModelRow]: ...
+
+    async def label_counts(self, now: datetime) -> dict[tuple[str, str], LabelCounts]: ...
+
+    async def model_compare(self, model: str, since: datetime, until: datetime) -> CompareView: ...
 
     async def health(self, now: datetime) -> Health: ...
 

@@ -1,8 +1,10 @@
-"""The only writes the terminal UI makes: operator feedback on an insight (ack, true fault, false alarm).
+"""The only writes the terminal UI makes: operator feedback on an insight (ack, true fault, false alarm), and
+with a false alarm, optionally, the suppression of its repeats.
 
-Written through ``record_operator_feedback()`` (migration 0030), the one thing ``edge_reader`` may execute:
-it checks the insight, stamps server time and the calling role, inserts into ``operator_feedback``, and a
-trigger writes the audit event (events kind ``operator``) in the same transaction.
+Written through ``record_operator_feedback()`` (migration 0030), the one thing ``edge_reader`` may execute
+besides ``record_alarm_suppression()`` (migration 0045): each checks its input, stamps server time and the
+calling role, inserts its row, and a trigger writes the audit event in the same transaction. A label and
+its suppression commit together or not at all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psycopg
 from tui.models import Feedback, FeedbackAction
 
 MAX_COMMENT = 2000
+MAX_SUPPRESS_HOURS = 720.0  # what record_alarm_suppression() accepts
 
 
 def default_operator() -> str:
@@ -38,15 +41,38 @@ def validate(fb: Feedback) -> Feedback:
         raise ValueError("no insight selected")
     action = FeedbackAction(fb.action)
     comment = fb.comment.strip()[:MAX_COMMENT]
-    return Feedback(fb.insight_id, action, who, comment, fb.asset)
+    hours = fb.suppress_hours
+    if hours is not None:
+        if action is not FeedbackAction.FALSE_ALARM:
+            raise ValueError("only a false alarm can suppress repeats")
+        if not 0 < hours <= MAX_SUPPRESS_HOURS:
+            raise ValueError(f"suppress repeats for more than 0 and at most {MAX_SUPPRESS_HOURS:g} h")
+    return Feedback(fb.insight_id, action, who, comment, fb.asset, hours)
+
+
+def parse_hours(text: str) -> float | None:
+    """The dialog's "suppress repeats for N h": empty is none; ValueError on anything but a number."""
+    text = text.strip().lower().removesuffix("h").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a number of hours: {text!r}") from None
 
 
 async def insert_feedback(conn: psycopg.AsyncConnection[Any], fb: Feedback) -> int:
-    """Store the feedback; returns its id. The time is the server's, the asset the insight's."""
+    """Store the feedback (and its suppression, if asked); returns the feedback's id. The time is the
+    server's, the asset the insight's."""
     fb = validate(fb)
-    cur = await conn.execute(
-        "SELECT record_operator_feedback(%s, %s, %s, %s)",
-        (fb.insight_id, fb.who, fb.action.value, fb.comment),
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT record_operator_feedback(%s, %s, %s, %s)",
+            (fb.insight_id, fb.who, fb.action.value, fb.comment),
+        )
+        row = await cur.fetchone()
+        fid = int(row[0]) if row else 0
+        if fb.suppress_hours is not None:
+            await conn.execute("SELECT record_alarm_suppression(%s, %s, %s, %s)",
+                               (fid, fb.who, fb.suppress_hours, fb.comment))
+    return fid

@@ -29,6 +29,7 @@ from tui.historian_rows import (
     runtime_label,
     severity_case,
 )
+from tui.lifecycle_source import LifecycleReads
 from tui.models import (
     AssetState,
     ConnectionState,
@@ -58,7 +59,7 @@ FEATURE_KEY_COLUMNS = {"window_start", "window_end", "asset", "n_samples", "good
                        "batch_id", "model", "model_version"}
 
 
-class HistorianSource:
+class HistorianSource(LifecycleReads):
     """Reads the historian over one async connection; every call bounded by ``timeout_s``."""
 
     def __init__(

@@ -177,3 +177,4 @@ class Feedback:
     who: str
     comment: str = ""
     asset: str | None = None
+    suppress_hours: float | None = None  # false_alarm only: suppress repeats this long

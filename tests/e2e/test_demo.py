@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from edge.app.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.wallclock
 def test_demo_runs_30s_and_the_historian_holds_every_simulated_tag(
     tmp_path: Path, pg_dsn: str, mqtt_server_url: str
 ) -> None:
@@ -65,6 +67,7 @@ def assert_scorecard_consistent(card: dict[str, Any], *, labels: list[dict[str, 
         assert c["total"] == sum(sum(n.values()) for n in c["by_equipment"].values())
 
 
+@pytest.mark.wallclock
 def test_a_short_seeded_demo_detects_every_fault_without_a_false_alarm(
     tmp_path: Path, pg_dsn: str, mqtt_server_url: str
 ) -> None:

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import MqttTarget
 from tests.edge.sinks.jetstream.conftest import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.wallclock]
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial.md"

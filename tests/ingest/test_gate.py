@@ -149,3 +149,26 @@ def test_distinct_tag_ts_pairs_that_collided_under_the_old_hash_are_both_kept() 
     assert kept.num_rows == 2, dead.to_pylist()
     again, dead2 = gate.apply(batch, base)  # the very same pairs again are duplicates
     assert again.num_rows == 0 and dead2.num_rows == 2
+
+
+def _with_nulls(b: pa.RecordBatch, column: str, where: list[bool]) -> pa.RecordBatch:
+    col = b.column(column)
+    plain = col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
+    values = [None if w else v for w, v in zip(where, plain.to_pylist(), strict=True)]
+    nulled = pa.array(values, type=plain.type)
+    cols = [nulled.cast(col.type) if n == column else b.column(n) for n in b.schema.names]
+    return pa.RecordBatch.from_arrays(cols, schema=b.schema)
+
+
+def test_a_sample_without_tag_or_timestamp_is_a_dead_letter_and_the_rest_goes_on() -> None:
+    gate = QualityGate(QualitySettings())
+    good = batch(["a", "b", "c", "d"], [NOW - 4, NOW - 3, NOW - 2, NOW - 1], [1, 2, 3, 4])
+    kept, dead = gate.apply(_with_nulls(_with_nulls(good, "tag", [True, False, False, False]),
+                                        "ts", [False, False, True, False]), NOW)
+    assert kept.column("tag").to_pylist() == ["b", "d"]
+    assert dead.column("reason").to_pylist() == ["missing_field", "missing_field"]
+    assert all("no tag or no timestamp" in d for d in dead.column("detail").to_pylist())
+    assert gate.counters["missing_field"] == 2 and gate.counters["kept"] == 2
+    # every tag missing: all dead letters, no crash
+    kept, dead = gate.apply(_with_nulls(good, "tag", [True] * 4), NOW)
+    assert kept.num_rows == 0 and dead.column("reason").to_pylist() == ["missing_field"] * 4

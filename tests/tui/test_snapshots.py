@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.fixtures.tui_support import fixed_clock, make_historian, wait_until
 from tests.tui.workbench_support import make_workbench
@@ -21,6 +22,7 @@ from tui.historian_source import HistorianSource
 from tui.messages import OpenAlarm
 from tui.screens.base import EdgeScreen
 from tui.screens.report import ShiftReportScreen
+from tui.widgets.command_line import CommandLine
 
 SIZES = [(80, 24), (160, 48)]
 EQUIPMENT = "acme/plant1/area1/line2/press2"
@@ -84,8 +86,13 @@ def _workbench_steps(screen: str, alarm_id: str) -> Callable[[Pilot[Any]], Await
             report.show("line2", None, None)
             await _loaded(pilot)
         elif screen == "command-line":
-            await pilot.press("colon", *"since 2h")
-            await pilot.pause(0.3)
+            await pilot.press("colon")
+            await wait_until(pilot, lambda: isinstance(app.screen, CommandLine))
+            box = app.screen.query_one("#command-input", Input)
+            box.cursor_blink = False  # a blinking cursor is drawn or not by when the shot is taken
+            await pilot.press(*"since 2h")
+            await wait_until(pilot, lambda: box.value == ":since 2h")
+            await pilot.pause(0.1)
 
     return run_before
 

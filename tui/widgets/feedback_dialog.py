@@ -1,6 +1,9 @@
-"""The dialog that asks for a comment when an operator labels an insight a true fault or a false alarm."""
+"""The dialog that asks for a comment when an operator labels an insight a true fault or a false alarm; on a
+false alarm it also offers to suppress repeats (same equipment, same leading features) for N hours."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from textual import on
 from textual.app import ComposeResult
@@ -9,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from tui.feedback import parse_hours
 from tui.models import FeedbackAction, InsightRow
 from tui.widgets.fmt import num, stamp
 
@@ -19,8 +23,14 @@ TITLES = {
 }
 
 
-class FeedbackDialog(ModalScreen[str | None]):
-    """Returns the comment (possibly empty) on save, None on cancel."""
+@dataclass(frozen=True)
+class FeedbackChoice:
+    comment: str
+    suppress_hours: float | None = None  # only offered on a false alarm
+
+
+class FeedbackDialog(ModalScreen[FeedbackChoice | None]):
+    """Returns the comment (possibly empty) and the suppression asked for on save, None on cancel."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]  # noqa: RUF012
 
@@ -39,6 +49,13 @@ class FeedbackDialog(ModalScreen[str | None]):
                 markup=False,
             )
             yield Input(placeholder="comment (what you saw, what you did)", id="comment", max_length=2000)
+            if self.action is FeedbackAction.FALSE_ALARM:
+                lead = f" (leading: {i.top_features})" if i.top_features else ""
+                yield Static(f"suppress repeats on this equipment with the same leading features{lead}",
+                             markup=False, id="suppress-help")
+                yield Input(placeholder="suppress repeats for N h (empty: do not suppress)",
+                            id="suppress-hours", max_length=8)
+                yield Static("", id="suppress-error", markup=False)
             with Horizontal(id="feedback-buttons"):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
@@ -47,9 +64,17 @@ class FeedbackDialog(ModalScreen[str | None]):
         self.query_one("#comment", Input).focus()
 
     @on(Input.Submitted, "#comment")
+    @on(Input.Submitted, "#suppress-hours")
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
-        self.dismiss(self.query_one("#comment", Input).value)
+        hours: float | None = None
+        if self.action is FeedbackAction.FALSE_ALARM:
+            try:
+                hours = parse_hours(self.query_one("#suppress-hours", Input).value)
+            except ValueError as exc:
+                self.query_one("#suppress-error", Static).update(str(exc))
+                return
+        self.dismiss(FeedbackChoice(self.query_one("#comment", Input).value, hours))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -1,5 +1,6 @@
 """``edge models alias|gate|compare|retrain``: champion and challenger aliases, the promotion gate on
-replayed history, the comparison of a shadow run, and a retrained candidate.
+replayed history, the comparison of a shadow run, and a retrained candidate (``suppress`` is in
+``suppress_cmd``).
 
 Registered under ``edge models`` by ``models_cmd.register``. Exit 0 on success, 1 when a gate fails or a
 model check refuses, 2 for usage or config errors.
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.app.commands.model_settings import EXIT_FAIL, EXIT_USAGE, parse_time
+from edge.app.commands.model_settings import EXIT_FAIL, EXIT_USAGE, historian_dsn, parse_time
 from edge.app.commands.model_settings import fail as _err
 from edge.app.commands.model_settings import inference_settings as settings_of
 
@@ -81,14 +82,9 @@ def register(msub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--who", default=None, help="who asked (default: the OS user)")
     r.set_defaults(func=_retrain)
 
+    from edge.app.commands.suppress_cmd import register as register_suppress
 
-def dsn_of(args: argparse.Namespace) -> str:
-    if args.dsn:
-        return str(args.dsn)
-    from edge.app.config import default_config_dir, load_config
-
-    loaded = load_config(args.dir if args.dir is not None else default_config_dir(), args.box)
-    return str(loaded.config.historian.dsn)
+    register_suppress(msub)
 
 
 def _alias(args: argparse.Namespace) -> int:
@@ -117,7 +113,7 @@ def _gate(args: argparse.Namespace) -> int:
     try:
         settings = settings_of(args)
         since, until = parse_time(args.since), parse_time(args.until)
-        dsn = dsn_of(args)
+        dsn = historian_dsn(args)
         bounds = GateBounds(args.max_far, args.min_detection, args.max_slice_ratio, args.min_slice_windows)
     except Exception as exc:
         return _err(str(exc), EXIT_USAGE)
@@ -167,7 +163,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     try:
         since, until = parse_time(args.since), parse_time(args.until)
-        dsn = dsn_of(args)
+        dsn = historian_dsn(args)
     except Exception as exc:
         return _err(str(exc), EXIT_USAGE)
     try:
@@ -197,7 +193,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_of(args)
-        dsn = dsn_of(args)
+        dsn = historian_dsn(args)
         now = parse_time(args.until) if args.until else datetime.now(UTC)
     except Exception as exc:
         return _err(str(exc), EXIT_USAGE)

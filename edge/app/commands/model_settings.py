@@ -1,6 +1,6 @@
 """What the ``edge models`` command modules share: the ``[inference]`` settings they run under (the config's
 (``--dir``, ``--box``), defaults when no config is installed, and ``--models-dir`` over both), the way they
-read a time and the way they fail."""
+read a time and the historian's DSN, and the way they fail."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def inference_settings(args: argparse.Namespace) -> Any:
     if args.models_dir is not None:
         settings = settings.model_copy(update={"models_dir": args.models_dir})
     return settings
+
+
+def historian_dsn(args: argparse.Namespace) -> str:
+    """``--dsn``, else the historian of the installed config (``--dir``, ``--box``)."""
+    if args.dsn:
+        return str(args.dsn)
+    from edge.app.config import default_config_dir, load_config
+
+    loaded = load_config(args.dir if args.dir is not None else default_config_dir(), args.box)
+    return str(loaded.config.historian.dsn)
 
 
 def parse_time(s: str) -> datetime:

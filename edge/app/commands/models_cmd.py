@@ -75,6 +75,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--var", type=float, default=None, help="PCA: share of variance kept (0.95)")
     t.add_argument("--time-column", default=None)
     t.add_argument("--archive", type=Path, default=None, help="also write the package as this .tar.gz")
+    t.add_argument("--auto", action="store_true", help="choose window, hop, kind and statistics by "
+                   "time-ordered cross-validation on the training rows only (--csv/--parquet)")
+    t.add_argument("--auto-kinds", default="pca,knn", metavar="KIND,...", help="--auto: the kinds tried")
+    t.add_argument("--auto-windows", default=None, metavar="W:H,...",
+                   help="--auto: window:hop pairs in rows (default 5:1,10:2,10:5,20:4,20:10)")
+    t.add_argument("--auto-stats", default="all,level_free", metavar="SET,...",
+                   help="--auto: feature statistics tried: all, level_free (no mean, rms, min, max)")
+    t.add_argument("--auto-label-column", default=None, metavar="COL",
+                   help="--auto: a label column of the training rows (0 = normal): the objective is F1")
     t.set_defaults(func=_train)
 
     ls = msub.add_parser("list", help="models, versions and which version is promoted")
@@ -152,8 +161,19 @@ def _train(args: argparse.Namespace) -> int:
     ignore = _names(args.label_columns) + _names(args.ignore_columns)
     if args.dsn and (column_map or rows or ignore):
         return _err("--column-map, --rows, --label-columns and --ignore-columns apply to a file", EXIT_USAGE)
-    kind = model_kind(args.kind)
     given = {"quantile": args.quantile, "var": args.var, "target_far": args.target_far}
+    auto = None
+    if args.auto:
+        if overrides or args.dsn:
+            return _err("--auto chooses window and hop from a file; drop --window-s/--hop-s/--grid-hz/--dsn",
+                        EXIT_USAGE)
+        try:
+            auto = _auto(args, settings, column_map, rows, ignore, given)
+        except (ValueError, FileNotFoundError) as exc:
+            return _err(str(exc), EXIT_USAGE)
+        settings = auto.settings
+        given = {k: v for k, v in given.items() if k in model_kind(auto.kind).settings.model_fields}
+    kind = model_kind(auto.kind if auto else args.kind)
     unknown = sorted(k for k, v in given.items() if v is not None and k not in kind.settings.model_fields)
     if unknown:
         return _err(f"--{', --'.join(unknown)} does not apply to kind {kind.name}", EXIT_USAGE)
@@ -175,6 +195,9 @@ def _train(args: argparse.Namespace) -> int:
             column_map=column_map,
             ignore_columns=ignore,
             rows=rows,
+            stats=auto.stats if auto else (),
+            manifest_extra=auto.manifest_extra() if auto else None,
+            keep=auto.keep if auto else None,
         )
     except (ValueError, FileNotFoundError) as exc:
         return _err(str(exc), EXIT_USAGE)
@@ -199,6 +222,33 @@ def _train(args: argparse.Namespace) -> int:
         f"next: edge models validate {pkg.name} {pkg.version} && edge models promote {pkg.name} {pkg.version}"
     )
     return 0
+
+
+def _auto(args: argparse.Namespace, settings: Any, column_map: dict[str, str],
+          rows: tuple[int | None, int | None] | None, ignore: list[str], given: dict[str, Any]) -> Any:
+    """The ``--auto`` choice on the training rows (printed with every candidate's figures)."""
+    from edge.app.plugins import MODEL_KINDS, model_kind
+    from edge.core.plugins import names
+    from inference.auto_select import STAT_SETS, WINDOWS, candidates
+    from inference.auto_train import auto_choose, parse_windows, table, training_rows
+    from inference.train_registry import stderr_progress
+
+    kinds, stat_sets = _names(args.auto_kinds), _names(args.auto_stats)
+    bad = sorted(set(kinds) - set(names(MODEL_KINDS))) + sorted(set(stat_sets) - set(STAT_SETS))
+    if bad or not kinds or not stat_sets:
+        raise ValueError(f"--auto-kinds/--auto-stats: unknown or none given: {', '.join(bad) or '-'}")
+    windows = parse_windows(args.auto_windows) if args.auto_windows else list(WINDOWS)
+    ts, signals, labels = training_rows(Path(args.csv or args.parquet), args.time_column, ignore, rows,
+                                        column_map, args.auto_label_column)
+
+    def options_of(kind: Any) -> Any:
+        return kind.settings.model_validate(
+            {k: v for k, v in given.items() if v is not None and k in kind.settings.model_fields})
+
+    choice = auto_choose(settings, model_kind, options_of, ts, signals, labels,
+                         candidates(kinds, windows, stat_sets), stderr_progress(), args.holdout)
+    print(table(choice.selection))
+    return choice
 
 
 def _names(s: str | None) -> list[str]:

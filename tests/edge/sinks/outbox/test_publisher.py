@@ -188,6 +188,7 @@ def _migration_path() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 async def test_broker_down_60s_insights_reach_mes_in_order(queueing_mosquitto: MosquittoProcess) -> None:
     """Insights keep being produced while the broker is down for 60 s; afterwards every one of them reaches
     the MES subscriber, in order per equipment."""

@@ -77,6 +77,7 @@ async def test_values_within_10s_of_the_servers_return_after_7s_down(tmp_path: P
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 async def test_values_within_10s_of_the_servers_return_after_60s_down(tmp_path: Path) -> None:
     assert await _outage(tmp_path, 60) < 10
 
