@@ -103,6 +103,7 @@ class InsightRow:
     top_features: str = ""  # short text: "vib_rms 0.61, temp_mean 0.22"
     feedback: str | None = None  # latest operator action on it, if any
     feedback_by: str | None = None
+    gated: bool = False  # built on bad or missing input: its severity only carries the last trusted level
 
 
 @dataclass(frozen=True)

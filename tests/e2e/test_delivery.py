@@ -31,7 +31,7 @@ from tests.fixtures.delivery_helpers import (
     compare_rows,
     count_samples,
     envelope_for_message,
-    wait_until,
+    wait_for_count,
 )
 from tests.fixtures.delivery_helpers import private_pg as private_pg  # fixture
 from tests.fixtures.delivery_helpers import queueing_mosquitto as queueing_mosquitto  # fixture
@@ -280,7 +280,7 @@ async def test_mosquitto_restarted_mid_qos1_stream(private_pg: PrivatePostgres, 
     await asyncio.sleep(2)
     await asyncio.to_thread(own_mosquitto.start)
     await asyncio.to_thread(pub.wait_done, 60)
-    await asyncio.to_thread(wait_until, lambda: count_samples(private_pg.dsn) >= count * n, 60,
+    await asyncio.to_thread(wait_for_count, lambda: count_samples(private_pg.dsn), count * n,
                             "every sample in the historian")
     await asyncio.sleep(0.5)
     await source.stop()
@@ -325,7 +325,7 @@ async def test_appliance_sigkilled_mid_qos1_stream(private_pg: PrivatePostgres, 
             await asyncio.sleep(0.5)
             app = await asyncio.to_thread(start_app)
         await asyncio.to_thread(pub.wait_done, 60)
-        await asyncio.to_thread(wait_until, lambda: count_samples(private_pg.dsn) >= count * n, 60,
+        await asyncio.to_thread(wait_for_count, lambda: count_samples(private_pg.dsn), count * n,
                                 "every sample in the historian")
         await asyncio.sleep(1.0)
     finally:

@@ -141,12 +141,14 @@ async def _stream(pg: PrivatePostgres, broker: ShippedMosquitto, tmp_path: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 async def test_shipped_appliance_sigkilled_and_restarted_after_restartsec_loses_nothing(
         private_pg: PrivatePostgres, shipped_mosquitto: ShippedMosquitto, tmp_path: Path) -> None:
     await _stream(private_pg, shipped_mosquitto, tmp_path, "appliance")
 
 
 @pytest.mark.slow
+@pytest.mark.wallclock
 async def test_shipped_broker_restarted_mid_stream_loses_nothing(
         private_pg: PrivatePostgres, shipped_mosquitto: ShippedMosquitto, tmp_path: Path) -> None:
     await _stream(private_pg, shipped_mosquitto, tmp_path, "broker")

@@ -285,3 +285,31 @@ async def test_feedback_on_a_vanished_insight_is_refused(historian: Historian) -
         await wait_until(pilot, lambda: any("not saved" in str(n.message) for n in app._notifications))
         assert app.feedback_saved == 0 and app.connected
     assert feedback_rows(historian.admin_dsn) == []
+
+
+async def test_an_insight_built_on_bad_input_reads_gap_not_ok(historian: Historian) -> None:
+    import psycopg
+
+    from tui.widgets.fmt import severity_text
+
+    with psycopg.connect(historian.admin_dsn) as conn:
+        cur = conn.execute(
+            """UPDATE insights SET gated = true WHERE insight_id = (
+                   SELECT insight_id FROM insights WHERE severity = 'ok' ORDER BY ts DESC LIMIT 1)
+               RETURNING insight_id""")
+        row = cur.fetchone()
+    assert row is not None
+    gated_id = str(row[0])
+    app = make_app(historian.reader_dsn)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")
+        screen = await loaded(pilot, InsightsScreen)
+        assert isinstance(screen, InsightsScreen)
+        await wait_until(pilot, lambda: any(r.insight_id == gated_id for r in screen.rows))
+        by_id = {r.insight_id: r for r in screen.rows}
+        assert by_id[gated_id].gated and by_id[gated_id].severity == "ok"
+        assert not any(r.gated for r in screen.rows if r.insight_id != gated_id)
+        table = screen.query_one(DataTable)
+        shown = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        assert shown.count("? gap ") == 1 and "✓ ok " in shown
+    assert str(severity_text("alarm", gated=True)).startswith("▲")  # a raised level stays raised

@@ -90,7 +90,7 @@ class AlarmScreen(EdgeScreen):
             return
         i = d.insight
         title = Text(f"{i.asset}\n", style="bold")
-        title.append_text(severity_text(i.severity))
+        title.append_text(severity_text(i.severity, i.gated))
         title.append(f"  {stamp(i.ts)} UTC  window {clock(d.window_start)}–{clock(d.window_end)}  "
                      f"score {num(i.score, 3)} / threshold {num(i.threshold, 3)}  "
                      f"{i.model} {i.model_version}")

@@ -72,6 +72,7 @@ async def _outage(tmp_path: Path, down_s: float) -> float:
     return first_value_s
 
 
+@pytest.mark.wallclock
 async def test_values_within_10s_of_the_servers_return_after_7s_down(tmp_path: Path) -> None:
     assert await _outage(tmp_path, 7) < 10
 
