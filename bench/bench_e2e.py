@@ -248,11 +248,12 @@ def cpu_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------------ one rate
 async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate: int, names: list[str],
-                   vals: np.ndarray) -> dict[str, Any]:
+                   vals: np.ndarray, arm: str = "") -> dict[str, Any]:
+    """``arm``: a suffix of the source name, so repeated runs at one rate count their own stored rows."""
     from edge.app.pipeline import build_pipeline
 
     prefix = f"fe-bench-e2e-{secrets.token_hex(3)}"
-    source_name = f"bench-{rate}"
+    source_name = f"bench-{rate}{arm}"
     cfg = bench_config(cfg_base, args.equipment, prefix, source_name, args.per_msg)
     lateness = cfg.inference.allowed_lateness_s
     ctx = mp.get_context("spawn")
@@ -386,7 +387,7 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         "n": len(lat), "lat": lat, "own": own, "to_commit": to_commit, "commit_to_recv": commit_to_recv,
         "lateness": lateness, "tick": cfg.inference.tick_s, "qmax": qmax, "cpu_pipeline": cpu_pipeline,
         "cpu_pub": pub_res["cpu_s"], "cpu_split": cpu_split, "wall": t1 - t0, "insights_all": len(seen),
-        "equipment": len(cfg.assets.equipment), "tags": len(cfg.assets.tags),
+        "equipment": len(cfg.assets.equipment), "tags": len(cfg.assets.tags), "t0": t0, "t1": t1,
     }
 
 

@@ -33,7 +33,9 @@ DROP TRIGGER IF EXISTS insights_role_default ON insights;
 CREATE TRIGGER insights_role_default BEFORE INSERT ON insights
     FOR EACH ROW EXECUTE FUNCTION insights_role_default();
 
-CREATE OR REPLACE FUNCTION insights_shadow_unqueue() RETURNS trigger
+-- Removes a row the outbox trigger queued in the same transaction: for any insight that must never reach MES
+-- (shadow rows here; suppressed repeats use it too, 0045).
+CREATE OR REPLACE FUNCTION insights_outbox_unqueue() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF to_regclass('insights_outbox') IS NOT NULL THEN
@@ -45,6 +47,6 @@ $$;
 
 DROP TRIGGER IF EXISTS insights_shadow_unqueue ON insights;
 CREATE TRIGGER insights_shadow_unqueue AFTER INSERT ON insights
-    FOR EACH ROW WHEN (NEW.role IS DISTINCT FROM 'champion') EXECUTE FUNCTION insights_shadow_unqueue();
+    FOR EACH ROW WHEN (NEW.role IS DISTINCT FROM 'champion') EXECUTE FUNCTION insights_outbox_unqueue();
 
-REVOKE ALL ON FUNCTION insights_shadow_unqueue() FROM PUBLIC;
+REVOKE ALL ON FUNCTION insights_outbox_unqueue() FROM PUBLIC;

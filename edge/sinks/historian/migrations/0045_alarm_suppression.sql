@@ -81,19 +81,10 @@ DROP TRIGGER IF EXISTS insights_suppression_apply ON insights;
 CREATE TRIGGER insights_suppression_apply BEFORE INSERT ON insights
     FOR EACH ROW EXECUTE FUNCTION insights_suppression_apply();
 
-CREATE OR REPLACE FUNCTION insights_suppressed_unqueue() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-BEGIN
-    IF to_regclass('insights_outbox') IS NOT NULL THEN
-        DELETE FROM insights_outbox WHERE insight_id = NEW.insight_id AND ts = NEW.ts;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
+-- the outbox row goes the way a shadow row's goes (0020's insights_outbox_unqueue)
 DROP TRIGGER IF EXISTS insights_suppressed_unqueue ON insights;
 CREATE TRIGGER insights_suppressed_unqueue AFTER INSERT ON insights
-    FOR EACH ROW WHEN (NEW.suppressed) EXECUTE FUNCTION insights_suppressed_unqueue();
+    FOR EACH ROW WHEN (NEW.suppressed) EXECUTE FUNCTION insights_outbox_unqueue();
 
 CREATE OR REPLACE FUNCTION alarm_suppressions_audit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -176,7 +167,6 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION insights_suppression_apply() FROM PUBLIC;
-REVOKE ALL ON FUNCTION insights_suppressed_unqueue() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alarm_suppressions_audit() FROM PUBLIC;
 REVOKE ALL ON FUNCTION record_alarm_suppression(bigint, text, double precision, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION lift_alarm_suppression(bigint, text, text) FROM PUBLIC;
