@@ -52,7 +52,7 @@ async def load_alarm(conn: psycopg.AsyncConnection[Any], tables: set[str], insig
     if row is None:
         raise QueryFailed(f"insight {insight_id} is not in the historian (pruned? press esc)")
     insight = insight_row(row)
-    start, end, expl, ctx, gated = row[13:18]
+    start, end, expl, ctx, gated = row[14:19]
     doc = as_json(expl) or {}
     context = _context(ctx)
     cur = await conn.execute(

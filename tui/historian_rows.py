@@ -79,7 +79,7 @@ def connection_state(message: str, detail: dict[str, Any]) -> str:
 
 INSIGHT_COLUMNS = """i.insight_id, i.ts, i.asset::text, i.model::text, i.model_version::text,
     i.model_sha256::text, i.score, i.threshold, i.severity::text, i.top_features, f.action, f.who,
-    coalesce(i.gated, false)"""
+    coalesce(i.gated, false), coalesce(i.suppressed, false)"""
 FEEDBACK_JOIN = """LEFT JOIN LATERAL (
         SELECT fb.action, fb.who FROM operator_feedback fb
         WHERE fb.insight_id = i.insight_id ORDER BY fb.ts DESC, fb.id DESC LIMIT 1) f ON true"""
@@ -100,5 +100,6 @@ def insight_row(row: Sequence[Any]) -> InsightRow:
         feedback=row[10],
         feedback_by=row[11],
         gated=bool(row[12]),
+        suppressed=bool(row[13]),
     )
 

@@ -104,6 +104,7 @@ class InsightRow:
     feedback: str | None = None  # latest operator action on it, if any
     feedback_by: str | None = None
     gated: bool = False  # built on bad or missing input: its severity only carries the last trusted level
+    suppressed: bool = False  # a repeat of an alarm labelled false: stored, not sent to MES
 
 
 @dataclass(frozen=True)

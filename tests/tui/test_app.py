@@ -287,7 +287,7 @@ async def test_feedback_on_a_vanished_insight_is_refused(historian: Historian) -
     assert feedback_rows(historian.admin_dsn) == []
 
 
-async def test_an_insight_built_on_bad_input_reads_gap_not_ok(historian: Historian) -> None:
+async def test_gated_and_suppressed_insights_read_gap_and_supp(historian: Historian) -> None:
     import psycopg
 
     from tui.widgets.fmt import severity_text
@@ -298,8 +298,13 @@ async def test_an_insight_built_on_bad_input_reads_gap_not_ok(historian: Histori
                    SELECT insight_id FROM insights WHERE severity = 'ok' ORDER BY ts DESC LIMIT 1)
                RETURNING insight_id""")
         row = cur.fetchone()
-    assert row is not None
-    gated_id = str(row[0])
+        cur = conn.execute(
+            """UPDATE insights SET suppressed = true WHERE insight_id = (
+                   SELECT insight_id FROM insights WHERE severity = 'alarm' ORDER BY ts DESC LIMIT 1)
+               RETURNING insight_id""")
+        sup = cur.fetchone()
+    assert row is not None and sup is not None
+    gated_id, suppressed_id = str(row[0]), str(sup[0])
     app = make_app(historian.reader_dsn)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("2")
@@ -312,4 +317,5 @@ async def test_an_insight_built_on_bad_input_reads_gap_not_ok(historian: Histori
         table = screen.query_one(DataTable)
         shown = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
         assert shown.count("? gap ") == 1 and "✓ ok " in shown
+        assert by_id[suppressed_id].suppressed and shown.count("~ supp") == 1
     assert str(severity_text("alarm", gated=True)).startswith("▲")  # a raised level stays raised

@@ -90,12 +90,15 @@ class AlarmScreen(EdgeScreen):
             return
         i = d.insight
         title = Text(f"{i.asset}\n", style="bold")
-        title.append_text(severity_text(i.severity, i.gated))
+        title.append_text(severity_text(i.severity, i.gated, i.suppressed))
         title.append(f"  {stamp(i.ts)} UTC  window {clock(d.window_start)}–{clock(d.window_end)}  "
                      f"score {num(i.score, 3)} / threshold {num(i.threshold, 3)}  "
                      f"{i.model} {i.model_version}")
         if d.gated:
             title.append("  (gated: built on bad data)", style="dark_orange3")
+        if i.suppressed:
+            title.append(f"  (suppressed {i.severity}: a repeat of a false alarm, not sent to MES; "
+                         "edge models suppress list)", style="dim")
         ctx = ", ".join(f"{k} {v}" for k, v in sorted(d.context.items()) if v)
         title.append(f"\ncontext: {ctx or '-'}   feedback: ")
         title.append(f"{i.feedback} by {i.feedback_by}" if i.feedback else "none yet", style="bold")

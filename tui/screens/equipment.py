@@ -157,7 +157,8 @@ class EquipmentScreen(EdgeScreen):
                       if matches(q, i.severity, i.model, i.feedback, i.top_features, stamp(i.ts))]
         for i in self.shown:
             table.add_row(
-                f"{stamp(i.ts)[5:]}", severity_text(i.severity, i.gated), f"{i.model} {i.model_version}",
+                f"{stamp(i.ts)[5:]}", severity_text(i.severity, i.gated, i.suppressed),
+                f"{i.model} {i.model_version}",
                 f"{num(i.score, 2)}/{num(i.threshold, 2)}", i.feedback or "", i.top_features,
                 key=i.insight_id,
             )

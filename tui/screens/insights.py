@@ -88,7 +88,8 @@ class InsightsScreen(EdgeScreen):
                 fb.stylize("bold red3")
             elif r.feedback == FeedbackAction.FALSE_ALARM:
                 fb.stylize("green3")
-            table.add_row(stamp(r.ts)[5:], severity_text(r.severity, r.gated), short_asset(r.asset),
+            table.add_row(stamp(r.ts)[5:], severity_text(r.severity, r.gated, r.suppressed),
+                          short_asset(r.asset),
                           f"{r.model} {r.model_version}", f"{num(r.score, 2)}/{num(r.threshold, 2)}", fb,
                           key=r.insight_id)
         if rows:

@@ -21,12 +21,14 @@ _SEVERITY_STYLE = {
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
 
-def severity_text(severity: str | None, gated: bool = False) -> Text:
+def severity_text(severity: str | None, gated: bool = False, suppressed: bool = False) -> Text:
     """The severity with its symbol; a gated window that would read "ok" reads "? gap": its input was bad
     or missing, so nobody should take it for a healthy machine (a raised level stays: it was not cleared)."""
     rank = severity_rank(severity)
     if gated and rank <= 0:
         return Text("? gap ", style="dark_orange3")
+    if suppressed:  # a repeat of a labelled false alarm: shown, but not as an alarm (MES never got it)
+        return Text("~ supp", style="dim")
     label, style = _SEVERITY_STYLE[max(-1, min(4, rank))]
     if severity is not None and rank == 2 and severity.lower() not in ("warning", "warn"):
         label = f"! {severity[:4]}"
