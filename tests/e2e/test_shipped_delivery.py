@@ -26,7 +26,7 @@ from tests.fixtures.delivery_helpers import (
     async_wait_until,
     compare_mqtt_rows,
     count_samples,
-    wait_until,
+    wait_for_count,
 )
 from tests.fixtures.delivery_helpers import private_pg as private_pg  # fixture
 from tests.fixtures.services import MosquittoProcess
@@ -127,7 +127,7 @@ async def _stream(pg: PrivatePostgres, broker: ShippedMosquitto, tmp_path: Path,
         down_s = asyncio.get_running_loop().time() - t0
         queued_at_return = pub.sent - int(COUNT * 0.3)
         await asyncio.to_thread(pub.wait_done, 120)
-        await asyncio.to_thread(wait_until, lambda: count_samples(pg.dsn) >= COUNT * N, 120,
+        await asyncio.to_thread(wait_for_count, lambda: count_samples(pg.dsn), COUNT * N,
                                 "every sample in the historian")
         await asyncio.sleep(1.0)
     finally:
