@@ -175,7 +175,12 @@ async def test_same_rows_and_dead_letters_as_decoding_in_the_thread(mqtt: MqttTa
                     and with_worker.counters["messages"] == len(messages), 30, "both sources")
         await until(lambda: in_thread.counters["acked"] == len(messages)
                     and with_worker.counters["acked"] == len(messages), 10, "the acks")
-    assert with_worker.counters["batches_decoded_by_workers"] >= len(worker_c.of("samples")) > 0
+    # every batch went to the worker, or was shared with the network thread while the worker was busy
+    # (share_decoding: how many depends on the box's load), never decoded here for want of a worker
+    c = with_worker.counters
+    assert c["batches_decoded_by_workers"] > 0
+    assert (c["batches_decoded_by_workers"] + c["batches_decoded_in_thread_workers_busy"]
+            >= len(worker_c.of("samples")) > 0)
     assert with_worker.counters["batches_decoded_in_thread"] == 0
     assert in_thread.counters["batches_decoded_by_workers"] == 0
     expected_rows = rows(thread_c)
