@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from tests.fixtures.tui_support import (
     Historian,
     feedback_rows,
     fixed_clock,
+    loaded,
     make_historian,
     operator_events,
     wait_until,
@@ -39,15 +39,6 @@ def historian(pg_dsn: str) -> Historian:
 def make_app(dsn: str, **kw: object) -> EdgeTui:
     return EdgeTui(HistorianSource(dsn, timeout_s=2.0, connect_timeout_s=2.0), clock=fixed_clock,
                    operator="alice", poll_s=0.5, **kw)  # type: ignore[arg-type]
-
-
-async def loaded(pilot: Pilot[None], screen_type: type[EdgeScreen]) -> EdgeScreen:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, screen_type))
-    screen = pilot.app.screen
-    assert isinstance(screen, EdgeScreen)
-    start = screen.loads
-    await wait_until(pilot, lambda: screen.loads > start and pilot.app.connected)  # type: ignore[attr-defined]
-    return screen
 
 
 async def test_overview_tree_and_find_then_open_equipment(historian: Historian) -> None:

@@ -11,9 +11,9 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from inference.compare import compare
-from tests.fixtures.tui_support import FIXED_NOW, MODEL, Historian, make_historian, wait_until
+from tests.fixtures.tui_support import FIXED_NOW, MODEL, Historian, loaded, make_historian, wait_until
 from tests.inference.suppression_support import Row, flags, write_insights
-from tests.tui.test_app import loaded, make_app
+from tests.tui.test_app import make_app
 from tui.screens.insights import InsightsScreen
 from tui.screens.models import ModelsScreen
 from tui.widgets.feedback_dialog import FeedbackDialog

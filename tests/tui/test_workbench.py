@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from tests.fixtures.tui_support import FIXED_NOW, feedback_rows, fixed_clock, wait_until
+from tests.fixtures.tui_support import FIXED_NOW, feedback_rows, fixed_clock, loaded, wait_until
 from tests.tui.workbench_support import NEIGHBOUR, TROUBLED, Workbench, make_workbench
 from tui.app import EdgeTui
 from tui.historian_source import HistorianSource
@@ -31,15 +31,6 @@ def workbench(pg_dsn: str) -> Workbench:
 def make_app(dsn: str) -> EdgeTui:
     return EdgeTui(HistorianSource(dsn, timeout_s=2.0, connect_timeout_s=2.0), clock=fixed_clock,
                    operator="alice", poll_s=0.5)
-
-
-async def loaded(pilot: Pilot[None], screen_type: type[EdgeScreen]) -> EdgeScreen:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, screen_type))
-    screen = pilot.app.screen
-    assert isinstance(screen, EdgeScreen)
-    start = screen.loads
-    await wait_until(pilot, lambda: screen.loads > start and pilot.app.connected)  # type: ignore[attr-defined]
-    return screen
 
 
 def text_of(screen: EdgeScreen, selector: str) -> str:
