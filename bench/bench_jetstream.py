@@ -42,7 +42,7 @@ from edge.core.settings import SpoolSettings
 from edge.sinks.jetstream.codec import data_subject, encode
 from edge.sinks.jetstream.publisher import JetStreamSink
 from edge.sinks.jetstream.settings import JetStreamSettings, SiteHistorianSettings
-from edge.sinks.jetstream.streams import connect, ensure_streams
+from edge.sinks.jetstream.streams import connect, ensure_streams_when_ready
 
 T0 = 1_700_000_000_000_000
 
@@ -78,21 +78,8 @@ def envelopes(box: str, n: int, rows: int, offset: int = 0) -> list[Envelope]:
 
 
 async def ready(urls: list[str], sites: list[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            nc = await connect(urls, name="bench-setup")
-            try:
-                for site in sites:
-                    await ensure_streams(nc.jetstream(timeout=5), site, replicas=3, max_age_s=3600,
-                                         max_bytes=-1, duplicate_window_s=120)
-                return
-            finally:
-                await nc.close()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_streams_when_ready(urls, sites, timeout_s=60, replicas=3, max_age_s=3600, max_bytes=-1,
+                                    duplicate_window_s=120)
 
 
 async def bare(urls: list[str], site: str, payloads: list[tuple[bytes, dict[str, str]]], rows: int,

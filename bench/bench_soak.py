@@ -15,6 +15,8 @@ least-squares slope over the samples after warm-up (MB/min, and per cent of the 
 the Python objects alive then (``sys.getallocatedblocks``: RSS that grows while they stay flat is buffers or
 the allocator keeping pages, not objects piling up); the deepest the queues got says whether the box kept
 up (a full queue holds its batches in memory).
+The run uses the shipped unit's allocator settings (its ``Environment=MALLOC_*`` lines; the script starts
+itself again with them, since glibc reads them only at process start); ``--no-unit-env`` measures without.
 Target: no growth beyond 5 % after warm-up (``PASS``/``FAIL`` printed; exit 0 either way). Also: samples
 sent, ingested and stored, how many were lost (sent less stored), the sustained rate, and dead letters.
 
@@ -256,6 +258,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+SHIPPED_UNIT = ROOT / "firmware-config" / "systemd" / "factory-edge@.service"
+
+
+def _unit_allocator_env() -> dict[str, str]:
+    """The shipped unit's ``Environment=MALLOC_*`` settings: glibc reads them once, at process start."""
+    env: dict[str, str] = {}
+    for line in SHIPPED_UNIT.read_text().splitlines():
+        m = re.match(r"^Environment=(MALLOC_[A-Z_]+)=(\S+)$", line.strip())
+        if m:
+            env[m.group(1)] = m.group(2)
+    return env
+
+
+def _reexec_with_unit_env() -> None:
+    """Run this script again under the unit's allocator settings when they are not in force yet."""
+    wanted = _unit_allocator_env()
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
+        if wanted:
+            print("allocator settings of the shipped unit: "
+                  + " ".join(f"{k}={v}" for k, v in sorted(wanted.items())), flush=True)
+        return
+    env = {**os.environ, **wanted}
+    raise SystemExit(subprocess.run([sys.executable, *sys.argv], env=env, check=False).returncode)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of load (default 30)")
@@ -268,8 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-s", type=float, default=900.0, help="simulated seconds to train on")
     ap.add_argument("--broker", choices=["shipped", "system"], default="shipped",
                     help="a private Mosquitto with the shipped config (default), or 127.0.0.1:1883's")
+    ap.add_argument("--no-unit-env", dest="unit_env", action="store_false",
+                    help="do not apply the shipped unit's allocator settings (MALLOC_* Environment= lines)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.unit_env:
+        _reexec_with_unit_env()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = asyncio.run(main_async(args))
     text, _ = summarize(args, result)

@@ -184,25 +184,10 @@ fetch_batch = 8
 
 def wait_streams(urls: list[str], timeout_s: float = 30.0) -> None:
     """The site streams exist (R3) once the cluster has a leader."""
-    from edge.sinks.jetstream.streams import connect, ensure_streams
+    from edge.sinks.jetstream.streams import ensure_streams_when_ready
 
-    async def go() -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                nc = await connect(urls, name="test")
-                try:
-                    await ensure_streams(nc.jetstream(timeout=5), "s1", replicas=3, max_age_s=3600,
-                                         max_bytes=-1, duplicate_window_s=120)
-                    return
-                finally:
-                    await nc.close()
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-
-    asyncio.run(go())
+    asyncio.run(ensure_streams_when_ready(urls, ["s1"], timeout_s=timeout_s, replicas=3, max_age_s=3600,
+                                          max_bytes=-1, duplicate_window_s=120))
 
 
 def fleet(cfg: Path, cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -65,6 +67,29 @@ async def ensure_streams(js: JetStreamContext, site: str, *, replicas: int, max_
         name=fleet_stream(site), subjects=[f"fe.{token(site)}.fleet.>"], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, num_replicas=replicas, max_msgs_per_subject=1, max_age=7 * 86400.0,
         duplicate_window=duplicate_window_s))
+
+
+async def ensure_streams_when_ready(servers: Sequence[str], sites: Sequence[str], *, timeout_s: float,
+                                    replicas: int, max_age_s: float, max_bytes: int,
+                                    duplicate_window_s: float) -> None:
+    """Create the sites' streams as soon as the cluster can: a fresh cluster refuses replicated streams
+    until it has elected a meta leader, so this retries until ``timeout_s`` and then raises the last error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            nc = await connect(servers, name="streams-setup")
+            try:
+                for site in sites:
+                    await ensure_streams(nc.jetstream(timeout=5), site, replicas=replicas,
+                                         max_age_s=max_age_s, max_bytes=max_bytes,
+                                         duplicate_window_s=duplicate_window_s)
+                return
+            finally:
+                await nc.close()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def describe(exc: BaseException) -> str:
