@@ -283,7 +283,11 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         await asyncio.sleep(0.05)
     if not source.subscribed.is_set():
         raise RuntimeError("the pipeline's MQTT source did not subscribe within 30 s")
-    await asyncio.sleep(2.0)  # inference warm-up (Numba kernels) before the load starts
+    # the load starts once the stage can score: a cold Numba cache (kernels changed) takes tens of seconds
+    warmed = getattr(stage, "warmed", None)
+    if warmed is not None:
+        await asyncio.wait_for(warmed.wait(), 300)
+    await asyncio.sleep(2.0)
     start_at = time.time() + 1.0
     pub = ctx.Process(target=publisher, args=(prefix, names, vals, float(rate), args.per_msg, args.duration,
                                               start_at, pub_q), daemon=True)
@@ -379,7 +383,7 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         if xs:
             timeline.append((round(b0 - t0), statistics.median(xs), max(qs) if qs else 0))
     return {
-        "tick_wait": tick_wait, "tick_to_commit": tick_to_commit,
+        "tick_wait": tick_wait, "tick_to_commit": tick_to_commit, "ends": ends,
         "drift": drift, "timeline": timeline, "dead": dead, "load": (load0, load1),
         "rate": rate, "sent": pub_res["sent"], "offered_actual": pub_res["sent"] / (t1 - t0),
         "late_sends": pub_res["late_sends"], "ingested": int(source.counters["samples"]),

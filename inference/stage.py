@@ -6,9 +6,9 @@ thread, one at a time, so a heavy tick does not stall the event loop), and ticks
 passed a window's end (after the batch that moved it; every ``tick_s`` as well, for the wall-clock rule
 that closes the windows of equipment gone quiet). A tick computes the features of every closed window
 (Numba kernels, in a worker thread via ``asyncio.to_thread``) and runs each model **once** over the
-windows of all equipment (one runtime call per model per tick). It emits an
-Envelope of kind "features" and, per model, one of kind "insights" (plus kind "events" for runtime fallbacks
-and drift) through ``emit``.
+windows of all equipment (one runtime call per model per tick). It emits, per
+model, an Envelope of kind "insights", then one of kind "features" (plus kind "events" for runtime fallbacks
+and drift) through ``emit``. ``warmed`` is set once the kernels are compiled and scoring can start.
 
 At start it emits one "events" Envelope with a ``runtime`` event per deployed model (model, version, sha256,
 runtime, providers requested and in use, asset scope: what the TUI's models screen shows), and one with the
@@ -114,6 +114,7 @@ class InferenceStage:
         self.quality_watch = QualityWatch(settings.grid_hz)  # gap and flatline events per signal
         self.drift = {m.name: drift_monitor(m) for m in self.models if m.role == "champion"}
         self._stopping = asyncio.Event()
+        self.warmed = asyncio.Event()  # set once the kernels are compiled: scoring starts then
         # the windower is changed by one worker thread at a time (add and ready run off the event loop)
         self._windowing = asyncio.Lock()
         self.stats = {
@@ -192,6 +193,7 @@ class InferenceStage:
         await self.emit_start_events()
         # Samples are windowed from the start; scoring waits until the kernels are compiled (see warm_up)
         warm = asyncio.create_task(warm_up())
+        warm.add_done_callback(lambda _: self.warmed.set())
         tick = self.settings.tick_s
         next_tick = time.monotonic() + tick
         while not self._stopping.is_set():
@@ -347,14 +349,16 @@ class InferenceStage:
         return res
 
     async def _emit_result(self, res: TickResult, windows: Sequence[Window]) -> None:
-        keys = sorted((w.asset, w.start_us, w.end_us) for w in windows)
-        if res.features is not None:
-            await self._emit(Envelope("features", res.features, batch_id_for("features", *keys)))
+        # insights first: MES waits for them; the features envelope (and its wait for room in a backlogged
+        # historian queue) comes after
         for model, version, batch in res.insights:
             ikeys = sorted(
                 zip(batch.column("asset").to_pylist(), batch.column("insight_id").to_pylist(), strict=True)
             )
             await self._emit(Envelope("insights", batch, batch_id_for("insights", model, version, *ikeys)))
+        keys = sorted((w.asset, w.start_us, w.end_us) for w in windows)
+        if res.features is not None:
+            await self._emit(Envelope("features", res.features, batch_id_for("features", *keys)))
         if res.events:
             await self._emit(
                 Envelope(

@@ -251,10 +251,11 @@ def build_pipeline(
     step = ProcessStep(gate, contextualizer, metrics)
 
     async def route(envelope: Envelope) -> None:
-        await q_hist.put(envelope)
         if q_infer is not None and envelope.kind == "samples" and envelope.num_rows:
-            # Inference gets the rows, not the acks: delivery is the historian's business.
+            # Inference gets the rows, not the acks: delivery is the historian's business. It gets them
+            # first: a batch that closes windows must not wait for room in a backlogged historian queue.
             await q_infer.put(Envelope("samples", envelope.batch, envelope.batch_id))
+        await q_hist.put(envelope)
 
     add(TransformStage("process", q_in, step, route, on_error=step.dead_letter))
 
