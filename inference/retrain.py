@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inference.history import LabelledPeriod
+from inference.retrain_progress import tracked
 
 
 class RetrainError(Exception):
@@ -147,25 +148,35 @@ def retrain(
     if not assets:
         raise RetrainError(f"model {name} is not scoped to an equipment: retrain with --scope PATH")
     since = now - timedelta(seconds=life.lookback_s)
-    labels = read_labels(dsn, assets, since, now)
-    faults = [p for p in labels if p.action == "true_fault"]
-    target = (base.manifest.get("metrics") or {}).get("calibration", {}).get("target_far")
-    options = {} if target is None else {"target_far": target}
-    job = TrainingJob(
-        name, kind_of(str(base.manifest.get("kind", "pca"))), options,
-        settings.model_dump(mode="json"), dsn, assets, since, now, faults, life.min_good_windows, life.nice,
-        life.memory_mb,
-    )
-    t0 = time.monotonic()
-    manifest, onnx, holdout = train_in_child(job, life.timeout_s)
-    pkg = reg.add(manifest, onnx, holdout)
-    detail = {
-        "trigger": trigger, "scope": scope, "based_on": base.version, "assets": assets,
-        "since": since.isoformat(), "until": now.isoformat(), "windows": manifest["training"]["windows_used"],
-        "excluded_true_fault_periods": len(faults),
-        "kept_false_alarm_periods": sum(p.action == "false_alarm" for p in labels),
-        "child": {"nice": life.nice, "memory_mb": life.memory_mb, "seconds": round(time.monotonic() - t0, 2)},
-    }
-    reg.audit("retrain", name, pkg.version, detail, who)
-    reg.set_alias(name, pkg.version, "challenger", scope=scope, reason=f"retrained ({trigger})", who=who)
+
+    def build() -> tuple[Any, dict[str, Any]]:
+        labels = read_labels(dsn, assets, since, now)
+        faults = [p for p in labels if p.action == "true_fault"]
+        target = (base.manifest.get("metrics") or {}).get("calibration", {}).get("target_far")
+        options = {} if target is None else {"target_far": target}
+        job = TrainingJob(
+            name, kind_of(str(base.manifest.get("kind", "pca"))), options,
+            settings.model_dump(mode="json"), dsn, assets, since, now, faults, life.min_good_windows,
+            life.nice, life.memory_mb,
+        )
+        t0 = time.monotonic()
+        manifest, onnx, holdout = train_in_child(job, life.timeout_s)
+        pkg = reg.add(manifest, onnx, holdout)
+        detail = {
+            "trigger": trigger, "scope": scope, "based_on": base.version, "assets": assets,
+            "since": since.isoformat(), "until": now.isoformat(),
+            "windows": manifest["training"]["windows_used"],
+            "excluded_true_fault_periods": len(faults),
+            "kept_false_alarm_periods": sum(p.action == "false_alarm" for p in labels),
+            "child": {"nice": life.nice, "memory_mb": life.memory_mb,
+                      "seconds": round(time.monotonic() - t0, 2)},
+        }
+        reg.audit("retrain", name, pkg.version, detail, who)
+        reg.set_alias(name, pkg.version, "challenger", scope=scope, reason=f"retrained ({trigger})", who=who)
+        return pkg, detail
+
+    pkg, _ = tracked(dsn, build, model=name, scope=scope, trigger=trigger, who=who, based_on=base.version,
+                     now=now, lookback_s=life.lookback_s,
+                     result=lambda r: {"version": r[0].version, "windows": r[1]["windows"],
+                                       "seconds": r[1]["child"]["seconds"]})
     return pkg

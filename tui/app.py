@@ -33,6 +33,7 @@ from tui.messages import (
     HistorianAnswered,
     HistorianDown,
     HistorianRefused,
+    LiftRequested,
     OpenAlarm,
     OpenEquipment,
 )
@@ -49,6 +50,7 @@ from tui.screens.overview import OverviewScreen
 from tui.screens.report import ShiftReportScreen
 from tui.widgets.command_line import CommandLine
 from tui.widgets.feedback_dialog import FeedbackChoice, FeedbackDialog
+from tui.widgets.lift_dialog import LiftDialog
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
@@ -103,6 +105,7 @@ class EdgeTui(App[None]):
         self.dsn_label = dsn_label
         self._last_query_error: str | None = None
         self.feedback_saved = 0  # count of feedback rows written (tests wait on it)
+        self.suppressions_lifted = 0  # lifts done from the models screen (tests wait on it)
         self.commands_run = 0  # command lines parsed and started (tests wait on it)
         self.theme = THEMES.get(theme, theme)
         self.set_reactive(EdgeTui.link, LinkState(broker="unknown" if mqtt_url is not None else None,
@@ -289,3 +292,24 @@ class EdgeTui(App[None]):
         self.notify(f"{fb.action.value} saved for {fb.insight_id[:12]} by {fb.who}{also}")
         if after is not None:
             after()
+
+    # --- lifting a suppression (the reader's other write, audited by the database) -----------------------
+
+    @on(LiftRequested)
+    def _lift_requested(self, message: LiftRequested) -> None:
+        def lift(reason: str | None) -> None:
+            if reason:
+                self._lift(message.suppression_id, reason)
+
+        self.push_screen(LiftDialog(message.suppression_id, message.summary), lift)
+
+    @work(group="feedback", exit_on_error=False)
+    async def _lift(self, suppression_id: int, reason: str) -> None:
+        try:
+            await self.source.lift_suppression(suppression_id, self.operator, reason)
+        except Unavailable as exc:
+            self.notify(f"not lifted: {exc}", severity="error", timeout=8)
+            return
+        self.suppressions_lifted += 1
+        self.notify(f"suppression #{suppression_id} lifted by {self.operator}: repeats alarm again")
+        self.action_refresh_now()

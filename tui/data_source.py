@@ -13,8 +13,19 @@ from typing import Protocol
 
 from edge.sinks.jetstream.fleet_table import BoxRow
 from tui.alarm_models import AlarmDetail, ShiftReport
-from tui.lifecycle_source import CompareView, LabelCounts
-from tui.models import EquipmentDetail, Feedback, Health, InsightFilter, InsightRow, ModelRow, Overview
+from tui.compare_view import CompareView
+from tui.models import (
+    EquipmentDetail,
+    Feedback,
+    Health,
+    InsightFilter,
+    InsightRow,
+    LabelCounts,
+    ModelRow,
+    Overview,
+    RetrainRow,
+    SuppressionRow,
+)
 
 
 class Unavailable(Exception):
@@ -49,6 +60,12 @@ class DataSource(Protocol):
     async def label_counts(self, now: datetime) -> dict[tuple[str, str], LabelCounts]: ...
 
     async def model_compare(self, model: str, since: datetime, until: datetime) -> CompareView: ...
+
+    async def active_suppressions(self, now: datetime) -> list[SuppressionRow]: ...
+
+    async def lift_suppression(self, suppression_id: int, who: str, reason: str) -> None: ...
+
+    async def retrains(self, now: datetime, limit: int = 5) -> list[RetrainRow]: ...
 
     async def health(self, now: datetime) -> Health: ...
 

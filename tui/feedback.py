@@ -1,10 +1,12 @@
-"""The only writes the terminal UI makes: operator feedback on an insight (ack, true fault, false alarm), and
-with a false alarm, optionally, the suppression of its repeats.
+"""Operator feedback on an insight (ack, true fault, false alarm), and with a false alarm, optionally, the
+suppression of its repeats (the TUI's other write, lifting a suppression, is ``lift_suppression`` in
+``lifecycle_source.py``).
 
-Written through ``record_operator_feedback()`` (migration 0030), the one thing ``edge_reader`` may execute
-besides ``record_alarm_suppression()`` (migration 0045): each checks its input, stamps server time and the
-calling role, inserts its row, and a trigger writes the audit event in the same transaction. A label and
-its suppression commit together or not at all.
+Written through ``record_operator_feedback()`` (migration 0030) and ``record_alarm_suppression()``
+(migration 0045), two of the three functions ``edge_reader`` may execute (the third,
+``lift_alarm_suppression()``, since 0046): each checks its input, stamps server time and the calling role,
+writes its row, and a trigger writes the audit event in the same transaction. A label and its suppression
+commit together or not at all.
 """
 
 from __future__ import annotations

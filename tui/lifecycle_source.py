@@ -1,59 +1,26 @@
-"""The models screen's lifecycle reads: engineers' labels per model and equipment, active suppressions, and
-a shadow run's champion against its challenger (the figures of ``edge models compare``).
+"""The models screen's lifecycle reads: engineers' labels per model and equipment, the active suppressions
+(and lifting one), retraining runs, and a shadow run's champion against its challenger.
 
 A mixin of :class:`tui.historian_source.HistorianSource`: each read is one bounded call (``self._run``).
-The comparison is computed in SQL here because the TUI may not import ``inference``; it follows
-``inference.compare`` (windows paired by equipment and window start, gated pairs left out, a fault window
-overlaps an insight whose latest label is ``true_fault``) and a test holds the two to the same numbers.
+The comparison is ``edge models compare``'s own code: the app hands in ``inference.compare.compare`` as a
+:data:`tui.compare_view.Comparer` (``use_comparer``; the TUI may not import ``inference``), run in a worker
+thread on the reader's DSN and bounded in time like every read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 
+from tui.compare_view import Comparer, CompareView, from_result, nothing
+from tui.data_source import Unavailable
+from tui.models import LabelCounts, RetrainRow, SuppressionRow
+
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class LabelCounts:
-    true_faults: int = 0
-    false_alarms: int = 0
-    acks: int = 0
-    suppressions: int = 0  # active now
-
-
-@dataclass(frozen=True)
-class RoleFigures:
-    windows: int
-    alarm_rate: float | None
-    precision: float | None
-    recall: float | None
-
-
-@dataclass(frozen=True)
-class CompareBlock:
-    windows: int
-    agreement: float | None
-    champion: RoleFigures
-    challenger: RoleFigures
-
-
-@dataclass(frozen=True)
-class CompareView:
-    model: str
-    since: datetime
-    until: datetime
-    champion_version: str | None
-    challenger_version: str | None
-    paired_windows: int
-    true_fault_periods: int
-    total: CompareBlock | None
-    by_asset: tuple[tuple[str, CompareBlock], ...] = ()
 
 
 LABELS_SQL = """
@@ -75,63 +42,31 @@ SELECT asset::text, model::text, count(*) FROM alarm_suppressions
 WHERE lifted_at IS NULL AND until > %(now)s AND starts_at <= %(now)s GROUP BY 1, 2
 """
 
-COMPARE_SQL = """
-WITH r AS (
-    SELECT coalesce(role, 'champion') AS role, model_version::text AS version, asset::text AS asset,
-           window_start, window_end, severity = 'alarm' AS alarm, gated
-    FROM insights WHERE model = %(model)s AND ts >= %(since)s AND ts < %(until)s
-), pairs AS (
-    SELECT c.asset, c.window_start, c.window_end, c.alarm AS ca, h.alarm AS ha, NOT (c.gated OR h.gated) AS ok
-    FROM r c JOIN r h ON h.asset = c.asset AND h.window_start = c.window_start AND h.role = 'challenger'
-    WHERE c.role = 'champion'
-), faults AS (
-    SELECT * FROM (
-        SELECT DISTINCT ON (f.insight_id) i.asset::text AS asset, i.window_start AS s, i.window_end AS e,
-               f.action
-        FROM operator_feedback f JOIN insights i ON i.insight_id = f.insight_id
-        WHERE i.asset IN (SELECT asset FROM r) AND i.window_end > %(since)s AND i.window_start < %(until)s
-          AND f.action IN ('true_fault', 'false_alarm')
-        ORDER BY f.insight_id, f.ts DESC) latest_label
-    WHERE action = 'true_fault'
-), p AS (
-    SELECT pairs.*, EXISTS (SELECT 1 FROM faults WHERE faults.asset = pairs.asset
-                            AND pairs.window_start < faults.e AND pairs.window_end > faults.s) AS fault
-    FROM pairs
-)
-SELECT asset, count(*), count(*) FILTER (WHERE ok), count(*) FILTER (WHERE ok AND ca = ha),
-       count(*) FILTER (WHERE ok AND ca), count(*) FILTER (WHERE ok AND ca AND fault),
-       count(*) FILTER (WHERE ok AND ha), count(*) FILTER (WHERE ok AND ha AND fault),
-       count(*) FILTER (WHERE ok AND fault),
-       (SELECT string_agg(DISTINCT version, ', ' ORDER BY version) FROM r WHERE role = 'champion'),
-       (SELECT string_agg(DISTINCT version, ', ' ORDER BY version) FROM r WHERE role = 'challenger'),
-       (SELECT count(*) FROM faults)
-FROM p GROUP BY asset ORDER BY asset
+ACTIVE_SQL = """
+SELECT s.id, s.asset::text, s.model::text, s.features, s.starts_at, s.until, s.who, s.comment,
+       (SELECT count(*) FROM insights i WHERE i.suppression_id = s.id)
+FROM alarm_suppressions s
+WHERE s.lifted_at IS NULL AND s.until > %(now)s AND s.starts_at <= %(now)s ORDER BY s.id DESC
 """
 
-VERSIONS_SQL = """
-SELECT coalesce(role, 'champion'), string_agg(DISTINCT model_version::text, ', ' ORDER BY model_version::text)
-FROM insights WHERE model = %(model)s AND ts >= %(since)s AND ts < %(until)s GROUP BY 1
+RETRAINS_SQL = """
+SELECT run_id, model, scope, trigger, who, started, state, updated, since, until, windows, version, based_on,
+       seconds, error
+FROM model_retrains_latest WHERE started <= %(now)s ORDER BY started DESC LIMIT %(limit)s
 """
-
-
-def _ratio(n: int, d: int) -> float | None:
-    return None if d == 0 else n / d
-
-
-def block(counts: tuple[int, ...]) -> CompareBlock:
-    """From (windows, agree, champion alarms, of them faults, challenger alarms, of them faults, faults)."""
-    n, agree, c_alarm, c_hit, h_alarm, h_hit, fault = counts
-    return CompareBlock(
-        n, _ratio(agree, n),
-        RoleFigures(n, _ratio(c_alarm, n), _ratio(c_hit, c_alarm), _ratio(c_hit, fault)),
-        RoleFigures(n, _ratio(h_alarm, n), _ratio(h_hit, h_alarm), _ratio(h_hit, fault)),
-    )
 
 
 class LifecycleReads:
     """Mixed into ``HistorianSource``, which provides the bounded ``_run``."""
 
     _run: Callable[..., Awaitable[Any]]
+    dsn: str
+    comparer: Comparer | None = None
+    compare_timeout_s: float = 30.0
+
+    def use_comparer(self, comparer: Comparer, timeout_s: float = 30.0) -> None:
+        """Compare with ``comparer`` (the app passes ``inference.compare.compare``)."""
+        self.comparer, self.compare_timeout_s = comparer, timeout_s
 
     async def label_counts(self, now: datetime) -> dict[tuple[str, str], LabelCounts]:
         """Per (equipment, model): insights up to ``now`` (insight time, the screen's clock) whose latest
@@ -154,22 +89,60 @@ class LifecycleReads:
         result: dict[tuple[str, str], LabelCounts] = await self._run(q)
         return result
 
-    async def model_compare(self, model: str, since: datetime, until: datetime) -> CompareView:
-        """Champion against challenger of ``model`` over [since, until), total and per equipment."""
 
-        async def q(conn: psycopg.AsyncConnection[Any]) -> CompareView:
-            args = {"model": model, "since": since, "until": until}
-            cur = await conn.execute(COMPARE_SQL, args)
-            rows = await cur.fetchall()
-            if not rows:
-                cur = await conn.execute(VERSIONS_SQL, args)
-                versions = dict(await cur.fetchall())
-                return CompareView(model, since, until, versions.get("champion"), versions.get("challenger"),
-                                   0, 0, None)
-            per = [(r[0], tuple(int(x) for x in r[2:9])) for r in rows]
-            total = tuple(sum(c[i] for _, c in per) for i in range(7))
-            return CompareView(model, since, until, rows[0][9], rows[0][10], sum(int(r[1]) for r in rows),
-                               int(rows[0][11]), block(total), tuple((a, block(c)) for a, c in per))
+    async def active_suppressions(self, now: datetime) -> list[SuppressionRow]:
+        """Suppressions active at ``now``, newest first, with how many insights each has kept from MES."""
 
-        result: CompareView = await self._run(q)
+        async def q(conn: psycopg.AsyncConnection[Any]) -> list[SuppressionRow]:
+            cur = await conn.execute("SELECT to_regclass('alarm_suppressions') IS NOT NULL")
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                return []
+            cur = await conn.execute(ACTIVE_SQL, {"now": now})
+            return [SuppressionRow(int(r[0]), r[1], r[2], tuple(r[3] or ()), r[4], r[5], r[6], r[7] or "",
+                                   int(r[8])) for r in await cur.fetchall()]
+
+        result: list[SuppressionRow] = await self._run(q)
         return result
+
+    async def lift_suppression(self, suppression_id: int, who: str, reason: str) -> None:
+        """Lift through ``lift_alarm_suppression()`` (0045, the reader may since 0046), as ``edge models
+        suppress lift`` does: server time, who and why are stamped and audited by the database."""
+
+        async def q(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute("SELECT lift_alarm_suppression(%s, %s, %s)", (suppression_id, who, reason))
+
+        await self._run(q)
+
+    async def retrains(self, now: datetime, limit: int = 5) -> list[RetrainRow]:
+        """The newest retraining runs started up to ``now``, each in its latest state."""
+
+        async def q(conn: psycopg.AsyncConnection[Any]) -> list[RetrainRow]:
+            cur = await conn.execute("SELECT to_regclass('model_retrains_latest') IS NOT NULL")
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                return []
+            cur = await conn.execute(RETRAINS_SQL, {"now": now, "limit": limit})
+            return [RetrainRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                               None if r[10] is None else int(r[10]), r[11], r[12],
+                               None if r[13] is None else float(r[13]), r[14]) for r in await cur.fetchall()]
+
+        result: list[RetrainRow] = await self._run(q)
+        return result
+
+    async def model_compare(self, model: str, since: datetime, until: datetime) -> CompareView:
+        """Champion against challenger of ``model`` over [since, until), as ``edge models compare``."""
+        if self.comparer is None:
+            return nothing(model, since, until, "no comparison here: `edge tui` wires `edge models compare`")
+        try:
+            res = await asyncio.wait_for(asyncio.to_thread(self.comparer, self.dsn, model, since, until),
+                                         self.compare_timeout_s)
+        except ValueError as exc:
+            return nothing(model, since, until, str(exc))
+        except TimeoutError:
+            why = f"the comparison took longer than {self.compare_timeout_s:g} s"
+            return nothing(model, since, until, why)
+        except psycopg.Error as exc:
+            raise Unavailable(f"compare: {exc}") from exc
+        return from_result(model, since, until, res)

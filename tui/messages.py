@@ -53,3 +53,13 @@ class OpenAlarm(Message):
     def __init__(self, insight_id: str) -> None:
         super().__init__()
         self.insight_id = insight_id
+
+
+class LiftRequested(Message):
+    """The engineer asked to lift suppression ``suppression_id`` (from the models screen); the app asks why
+    and lifts it as the operator."""
+
+    def __init__(self, suppression_id: int, summary: str) -> None:
+        super().__init__()
+        self.suppression_id = suppression_id
+        self.summary = summary

@@ -180,3 +180,45 @@ class Feedback:
     comment: str = ""
     asset: str | None = None
     suppress_hours: float | None = None  # false_alarm only: suppress repeats this long
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    true_faults: int = 0
+    false_alarms: int = 0
+    acks: int = 0
+    suppressions: int = 0  # active now
+
+
+@dataclass(frozen=True)
+class SuppressionRow:
+    id: int
+    asset: str
+    model: str
+    features: tuple[str, ...]
+    starts_at: datetime
+    until: datetime
+    who: str
+    comment: str
+    suppressed: int  # insights it has kept from MES
+
+
+@dataclass(frozen=True)
+class RetrainRow:
+    """One retraining run as ``model_retrains_latest`` (migration 0047) has it now: its latest state."""
+
+    run_id: str
+    model: str
+    scope: str
+    trigger: str
+    who: str | None
+    started: datetime
+    state: str  # running, done, failed
+    updated: datetime
+    since: datetime | None  # the lookback window trained on
+    until: datetime | None
+    windows: int | None  # good windows used, once done
+    version: str | None  # the candidate, once done
+    based_on: str | None
+    seconds: float | None
+    error: str | None

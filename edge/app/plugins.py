@@ -199,11 +199,14 @@ def _jetstream_sink(settings: JetStreamSettings, ctx: BuildContext) -> list[Comp
         return []
     from edge.sinks.jetstream.heartbeat import Heartbeat
     from edge.sinks.jetstream.publisher import JetStreamSink
+    from edge.sinks.jetstream.suppressions import HistorianSuppressions
 
     spool = ctx.spool.model_copy(update={"dir": settings.spool_dir or Path(ctx.spool.dir) / "jetstream",
                                          "max_bytes": settings.spool_max_bytes})
+    suppressions = HistorianSuppressions(ctx.historian_dsn, password=ctx.historian_password)
     sink = JetStreamSink(settings, box=ctx.box_id, site=settings.site, spool=spool,
-                         inbox_batches=ctx.pipeline.queue_batches, metrics=ctx.metrics, on_event=ctx.on_event)
+                         inbox_batches=ctx.pipeline.queue_batches, metrics=ctx.metrics, on_event=ctx.on_event,
+                         suppressions=suppressions)
     return [sink, Heartbeat(settings, box=ctx.box_id, site=settings.site, sink=sink, metrics=ctx.metrics)]
 
 

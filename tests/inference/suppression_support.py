@@ -28,8 +28,8 @@ class Row:
     insight_id: str = ""
 
 
-def write_insights(dsn: str, rows: Sequence[Row], role: str | None = None) -> list[str]:
-    """The rows as one insights batch through ``HistorianWriter``; their ids, in order."""
+def insights_batch(rows: Sequence[Row]) -> pa.RecordBatch:
+    """The rows as one INSIGHTS batch (what the inference stage emits), ids made where not given."""
     ids = [r.insight_id or uuid.uuid4().hex for r in rows]
     n = len(rows)
 
@@ -48,6 +48,13 @@ def write_insights(dsn: str, rows: Sequence[Row], role: str | None = None) -> li
         pa.array(tops, type=pa.string()), pa.array(["{}"] * n, type=pa.string()),
         pa.array([0] * n, type=pa.int32()), pa.array([False] * n),
     ], schema=INSIGHTS)
+    return batch
+
+
+def write_insights(dsn: str, rows: Sequence[Row], role: str | None = None) -> list[str]:
+    """The rows as one insights batch through ``HistorianWriter``; their ids, in order."""
+    batch = insights_batch(rows)
+    ids: list[str] = batch.column("insight_id").to_pylist()
     writer = HistorianWriter(dsn=dsn)
     try:
         assert writer.write_sync(Envelope("insights", batch, uuid.uuid4().hex))

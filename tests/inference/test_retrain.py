@@ -16,6 +16,7 @@ from inference.lifecycle import from_audit, topic_of
 from inference.lifecycle_manager import ModelLifecycle
 from inference.packages import Registry
 from inference.retrain import RetrainError, TrainingJob, fit_candidate, train_in_child
+from inference.retrain_progress import latest
 from inference.settings import InferenceSettings
 from tests.inference.lifecycle_history import (
     Fault,
@@ -61,6 +62,15 @@ def test_retrain_cli_leaves_out_true_faults_and_sets_the_challenger(
     assert reg.deployments("press") == [("all", "champion", "1"), ("all", "challenger", "2")]
     ev = next(e for e in reg.audit_log() if e["action"] == "retrain")
     assert ev["who"] == "anna" and ev["detail"]["based_on"] == "1"
+    # its progress is in the historian, where `edge models list` and the TUI read it
+    (run,) = latest(history)
+    assert (run["state"], run["model"], run["version"], run["windows"], run["who"], run["based_on"]) == (
+        "done", "press", "2", ev["detail"]["windows"], "anna", "1")
+    assert run["until"] == at(2 * H) and run["started"] <= run["updated"]
+    assert edge_main(["models", "list", "--dsn", history, "--models-dir", str(s.models_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"retrain press (all, manual) done since {run['started']:%Y-%m-%d %H:%M:%S}" in out
+    assert f"v2 from {run['windows']} windows" in out
     cand = reg.package("press", "2")
     assert cand.manifest["assets"] == [ASSET] and "excluding 1 true-fault periods" in cand.manifest[
         "training"]["sources"][0]

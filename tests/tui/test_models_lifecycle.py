@@ -11,9 +11,19 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from inference.compare import compare
-from tests.fixtures.tui_support import FIXED_NOW, MODEL, Historian, loaded, make_historian, wait_until
+from tests.fixtures.tui_support import (
+    FIXED_NOW,
+    MODEL,
+    Historian,
+    fixed_clock,
+    loaded,
+    make_historian,
+    wait_until,
+)
 from tests.inference.suppression_support import Row, flags, write_insights
 from tests.tui.test_app import make_app
+from tui.app import EdgeTui
+from tui.historian_source import HistorianSource
 from tui.screens.insights import InsightsScreen
 from tui.screens.models import ModelsScreen
 from tui.widgets.feedback_dialog import FeedbackDialog
@@ -103,10 +113,17 @@ async def test_models_screen_counts_labels_and_compares_with_challenger(historia
             "CASE WHEN score >= 0.8 THEN 'alarm' WHEN score >= 0.6 THEN 'warning' ELSE 'ok' END, "
             "window_start, window_end, top_features, context, 'challenger' FROM insights WHERE model = %s",
             (MODEL,))
+        # MES context to slice by: two shifts, a product per line
+        conn.execute("UPDATE insights SET context = context::jsonb || jsonb_build_object("
+                     "'shift', CASE WHEN extract(second FROM window_start)::int % 2 = 0 "
+                     "THEN 'A' ELSE 'B' END, 'product', CASE WHEN asset::text LIKE '%%line1%%' "
+                     "THEN 'P-BRACKET-A' ELSE 'P-HINGE-B' END)")
     first, last = assets[ids[0]], assets[ids[30]]
     assert last == ASSET
 
-    app = make_app(historian.reader_dsn)
+    source = HistorianSource(historian.reader_dsn, timeout_s=2.0, connect_timeout_s=2.0)
+    source.use_comparer(compare)  # as `edge tui` wires it
+    app = EdgeTui(source, clock=fixed_clock, operator="alice", poll_s=0.5)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("3")
         screen = await loaded(pilot, ModelsScreen)
@@ -134,14 +151,47 @@ async def test_models_screen_counts_labels_and_compares_with_challenger(historia
             for key in ("alarm_rate", "precision", "recall"):
                 assert getattr(mine, key) == pytest.approx(res[role][key]), (role, key)
         assert view.total.challenger.recall is not None and view.total.challenger.recall > 0
-        assert {a: b.agreement for a, b in view.by_asset} == pytest.approx(
-            {a: s["agreement"] for a, s in res["slices"]["asset"].items()})
+        for key in ("shift", "product", "asset"):
+            assert {v: b.agreement for v, b in view.slice(key)} == pytest.approx(
+                {v: s["agreement"] for v, s in res["slices"][key].items()}), key
+            assert {v: b.challenger.recall for v, b in view.slice(key)} == {
+                v: s["challenger"]["recall"] for v, s in res["slices"][key].items()}, key
+        assert {v for v, _ in view.slice("shift")} == {"A", "B"}
+        assert view.delays("challenger") == tuple(res["detection_delay_s"]["challenger"])
+        assert "by shift" in text and "P-HINGE-B" not in text and "delay" in text
+
+        await pilot.press("v")  # slices: shift -> product
+        await wait_until(pilot, lambda: "by product" in str(panel.render()))
+        assert "P-HINGE-B" in str(panel.render()) and "P-BRACKET-A" in str(panel.render())
+
+        await pilot.press("p")  # period: 24 h -> 7 d
+        await wait_until(pilot, lambda: screen.comparison is not None and "last 7 d" in str(panel.render()))
+        assert screen.comparison is not None and screen.comparison.since == FIXED_NOW - timedelta(days=7)
+        await pilot.press("p")  # 7 d -> 1 h: the filled history is the last 5 min, so the same windows
+        await wait_until(pilot, lambda: screen.comparison is not None and "last 1 h" in str(panel.render()))
+        short = compare(historian.admin_dsn, MODEL, FIXED_NOW - timedelta(hours=1), FIXED_NOW)
+        assert screen.comparison is not None and screen.comparison.paired_windows == short["paired_windows"]
 
         await pilot.press("c")  # the same model again closes the panel
         await wait_until(pilot, lambda: not panel.display)
 
 
-def test_reader_suppresses_only_through_the_function_and_cannot_lift(historian: Historian) -> None:
+async def test_compare_panel_says_why_there_is_nothing_to_compare(historian: Historian) -> None:
+    source = HistorianSource(historian.reader_dsn, timeout_s=2.0, connect_timeout_s=2.0)
+    source.use_comparer(compare)
+    app = EdgeTui(source, clock=fixed_clock, operator="alice", poll_s=0.5)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("3")
+        screen = await loaded(pilot, ModelsScreen)
+        assert isinstance(screen, ModelsScreen)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: screen.comparison is not None)
+        text = str(screen.query_one("#model-compare", Static).render())
+        assert "needs a challenger in shadow" in text and screen.comparison is not None
+        assert screen.comparison.total is None
+
+
+def test_reader_suppresses_and_lifts_only_through_the_functions(historian: Historian) -> None:
     iid = historian.filled.insight_ids[30]  # an insight with leading features
     with psycopg.connect(historian.reader_dsn, autocommit=True) as conn:
         row = conn.execute("SELECT record_operator_feedback(%s, 'bob', 'false_alarm', '')", (iid,)).fetchone()
@@ -158,9 +208,14 @@ def test_reader_suppresses_only_through_the_function_and_cannot_lift(historian: 
             conn.execute("SELECT record_alarm_suppression(%s, 'bob', 1000, '')", (row[0],))
         sid = conn.execute("SELECT record_alarm_suppression(%s, 'bob', 2, '')", (row[0],)).fetchone()
         assert sid is not None
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(psycopg.errors.CheckViolation):  # who lifts must be named
+            conn.execute("SELECT lift_alarm_suppression(%s, ' ', 'x')", (sid[0],))
+        conn.execute("SELECT lift_alarm_suppression(%s, 'bob', 'x')", (sid[0],))  # since 0046
+        with pytest.raises(psycopg.errors.NoDataFound):  # once
             conn.execute("SELECT lift_alarm_suppression(%s, 'bob', 'x')", (sid[0],))
     with psycopg.connect(historian.admin_dsn) as conn:
-        assert conn.execute("SELECT who, db_role, features FROM alarm_suppressions").fetchall() == [
-            ("bob", "edge_reader", ["temperature_mean", "vibration_rms"])]
-        assert conn.execute("SELECT count(*) FROM events WHERE kind = 'suppression'").fetchone() == (1,)
+        rows = conn.execute("SELECT who, db_role, features, lifted_by FROM alarm_suppressions").fetchall()
+        assert rows == [("bob", "edge_reader", ["temperature_mean", "vibration_rms"], "bob")]
+        assert conn.execute("SELECT detail->>'action', detail->>'db_role' FROM events "
+                            "WHERE kind = 'suppression' ORDER BY ts").fetchall() == [
+            ("created", "edge_reader"), ("lifted", "edge_reader")]

@@ -1,9 +1,10 @@
-"""The models screen's compare panel as text: a shadow run's champion against its challenger (agreement,
-alarm rates, precision and recall against the engineers' labels), total and per equipment."""
+"""The models screen's compare panel as text: a shadow run's champion against its challenger over the chosen
+period (agreement, alarm rates, precision and recall against the engineers' labels, detection delays), total
+and for one slice (shift, product or equipment), as ``edge models compare`` computes them."""
 
 from __future__ import annotations
 
-from tui.lifecycle_source import CompareBlock, CompareView
+from tui.compare_view import SLICE_KEYS, CompareBlock, CompareView
 from tui.widgets.fmt import count, short_asset, stamp
 
 
@@ -11,29 +12,40 @@ def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 100:.1f} %"
 
 
-def _role_line(name: str, b: CompareBlock) -> str:
+def _role_line(name: str, b: CompareBlock, delays: tuple[float | None, ...]) -> str:
     f = b.champion if name == "champion" else b.challenger
+    found = [d for d in delays if d is not None]
+    delay = "no labelled fault" if not delays else (
+        f"delay {', '.join(f'{d:g} s' for d in found) or '-'}; missed {len(delays) - len(found)}")
     return (f"  {name:10} alarm rate {pct(f.alarm_rate):>8}  precision {pct(f.precision):>8}"
-            f"  recall {pct(f.recall):>8}")
+            f"  recall {pct(f.recall):>8}  {delay}")
 
 
-def compare_text(view: CompareView) -> str:
-    period = f"{stamp(view.since)} .. {stamp(view.until)} UTC"
+def _slice_line(value: str, b: CompareBlock) -> str:
+    c, h = b.champion, b.challenger
+    return (f"  {value:>14}: {count(b.windows)} w, agree {pct(b.agreement)}, alarms {pct(c.alarm_rate)} / "
+            f"{pct(h.alarm_rate)}, prec {pct(c.precision)} / {pct(h.precision)}, rec {pct(c.recall)} / "
+            f"{pct(h.recall)}")
+
+
+def compare_text(view: CompareView, period: str = "24 h", slice_key: str = "shift") -> str:
+    span = f"last {period}: {stamp(view.since)} .. {stamp(view.until)} UTC"
     if view.total is None:
-        have = (f"champion v{view.champion_version}" if view.champion_version else "no champion insights")
-        if view.challenger_version:
-            have += f", challenger v{view.challenger_version} (no window scored by both)"
-        return (f"{view.model}: nothing to compare over {period}: {have}. A challenger runs in shadow after "
-                f"`edge models alias {view.model} VERSION challenger --reason ...`")
+        why = view.message or "nothing to compare"
+        return f"{view.model}, {span}\n  {why}\n  [p] period  [v] slice"
     t = view.total
+    label = dict(SLICE_KEYS).get(slice_key, slice_key)
     lines = [
-        f"{view.model}: champion v{view.champion_version} vs challenger v{view.challenger_version}, {period}",
+        f"{view.model}: champion v{view.champion_version} vs challenger v{view.challenger_version}, {span}",
         f"  {count(view.paired_windows)} paired windows ({count(t.windows)} ungated), agreement "
         f"{pct(t.agreement)}, {count(view.true_fault_periods)} true-fault periods labelled",
-        _role_line("champion", t),
-        _role_line("challenger", t),
+        _role_line("champion", t, view.delays("champion")),
+        _role_line("challenger", t, view.delays("challenger")),
+        f"  by {label} (champion / challenger)  [p] period  [v] slice",
     ]
-    for asset, b in view.by_asset:
-        lines.append(f"  {short_asset(asset)}: agreement {pct(b.agreement)}, alarm rate champion "
-                     f"{pct(b.champion.alarm_rate)} challenger {pct(b.challenger.alarm_rate)}")
+    rows = view.slice(slice_key)
+    if not rows:
+        lines.append(f"  no {label} in the windows' context")
+    for value, b in rows:
+        lines.append(_slice_line(short_asset(value) if slice_key == "asset" else value, b))
     return "\n".join(lines)

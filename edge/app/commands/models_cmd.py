@@ -86,9 +86,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="--auto: a label column of the training rows (0 = normal): the objective is F1")
     t.set_defaults(func=_train)
 
-    ls = msub.add_parser("list", help="models, versions and which version is promoted")
+    ls = msub.add_parser("list", help="models, versions and which version is promoted; retraining runs")
     common(ls)
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--dsn", default=None, help="historian DSN of the retraining runs (default: config's)")
     ls.set_defaults(func=_list)
 
     sh = msub.add_parser("show", help="a package's manifest, validation and runtime providers")
@@ -302,11 +303,14 @@ def _list(args: argparse.Namespace) -> int:
                     "gate": None if gate is None else bool(gate.get("passed")),
                 }
             )
-    if args.json:
+    if args.json:  # the versions only, as before: scripts read this list
         print(json.dumps(rows, indent=2))
         return 0
+    from edge.app.commands.retrain_runs import print_runs
+
     if not rows:
         print(f"no models in {reg.root}")
+        print_runs(args)
         return 0
 
     def mark(v: bool | None) -> str:
@@ -316,6 +320,7 @@ def _list(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['model']:24} {r['version']:8} {mark(r['validated']):10} {mark(r['gate']):8} "
               f"{', '.join(r['aliases'])}")
+    print_runs(args)
     return 0
 
 

@@ -152,7 +152,11 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
         fleet = FleetSource(watch, timeout_s=args.timeout)
-    app = EdgeTui(HistorianSource(t.dsn, timeout_s=args.timeout, fleet=fleet), operator=args.user,
+    from inference.compare import compare
+
+    source = HistorianSource(t.dsn, timeout_s=args.timeout, fleet=fleet)
+    source.use_comparer(compare)  # the compare panel runs `edge models compare`'s own code
+    app = EdgeTui(source, operator=args.user,
                   poll_s=args.poll, mqtt_url=t.mqtt_url, stats_file=t.stats_file, metrics_url=t.metrics,
                   theme=args.theme, dsn_label=_label(t.dsn))
     app.run()

@@ -11,6 +11,13 @@ While the cluster is away (no connection, a publish error or timeout, no stream 
 spool oldest first once a probe succeeds. Up to ``in_flight`` publishes await their acks at once; what
 waits in the inbox is taken up to ``ENCODE_BATCH`` envelopes at a time and encoded in one worker-thread hop
 (one hop per envelope left the loop waiting on the thread).
+
+Suppressed repeats (migration 0045) must not reach MES this way either: the tee hands this sink the insights
+before the historian's trigger has flagged them, so the sink asks the historian the same question the
+trigger asks, through ``insight_suppression_of()`` (migration 0046, the rule's one place), and publishes the
+batch without the rows it names (the box's historian keeps them, flagged). Shadow rows never reach the tee
+(``edge.app.pipeline``). When the historian cannot answer in time the batch goes out whole: the site must
+not lose alarms because the box's database is away (counted ``suppression_unchecked``, and an event).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+import pyarrow as pa
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -32,6 +40,7 @@ from edge.sinks.historian.spool import Spool, SpoolFull
 from edge.sinks.jetstream.codec import data_subject, encode
 from edge.sinks.jetstream.settings import JetStreamSettings
 from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
+from edge.sinks.jetstream.suppressions import HistorianSuppressions
 
 log = logging.getLogger("edge.sinks.jetstream")
 
@@ -48,8 +57,10 @@ class JetStreamSink:
 
     def __init__(self, settings: JetStreamSettings, *, box: str, site: str | None, spool: SpoolSettings,
                  inbox_batches: int = 64, name: str = "jetstream", metrics: Metrics | None = None,
-                 on_event: EventHook | None = None) -> None:
+                 on_event: EventHook | None = None,
+                 suppressions: HistorianSuppressions | None = None) -> None:
         self.settings = settings
+        self.suppressions = suppressions  # None: no historian to ask (insights go out as they come)
         self.name = name
         self.box = box
         self.site = settings.site or site or "site"
@@ -114,6 +125,8 @@ class JetStreamSink:
                     await asyncio.wait_for(self.nc.close(), 2.0)
             self.nc, self.js, self._up = None, None, False
             await asyncio.to_thread(self.spool.close)
+            if self.suppressions is not None:
+                await self.suppressions.close()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -171,6 +184,11 @@ class JetStreamSink:
                 envelope.acknowledge()
                 continue
             self.metrics.inc(self.name, "received", envelope.num_rows)
+            if envelope.kind == "insights" and self.suppressions is not None:
+                envelope = await self._without_suppressed(envelope)
+                if envelope.num_rows == 0:
+                    envelope.acknowledge()
+                    continue
             live.append(envelope)
         if not live:
             return
@@ -184,6 +202,23 @@ class JetStreamSink:
             task = asyncio.create_task(self._publish_live(envelope, wire))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _without_suppressed(self, envelope: Envelope) -> Envelope:
+        """The envelope without its suppressed rows (same batch id and acks); whole if nobody can tell."""
+        assert self.suppressions is not None
+        try:
+            drop = await self.suppressions.suppressed(envelope.batch)
+        except Exception as exc:
+            self.metrics.inc(self.name, "suppression_unchecked", envelope.num_rows)
+            log.warning("suppressions not checked; insights published whole", extra={"error": describe(exc)})
+            self._event("suppressions not checked; insights published whole", {"error": describe(exc)})
+            return envelope
+        if not drop:
+            return envelope
+        self.metrics.inc(self.name, "suppressed", len(drop))
+        gone = set(drop)
+        keep = pa.array([i not in gone for i in range(envelope.num_rows)])
+        return Envelope(envelope.kind, envelope.batch.filter(keep), envelope.batch_id, envelope.acks)
 
     async def _encode(self, envelopes: list[Envelope]) -> list[Wire]:
         """Payloads and headers of the envelopes. Compressing releases the GIL: a worker thread encodes

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+async def until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait in the event loop until ``cond()`` holds; AssertionError after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

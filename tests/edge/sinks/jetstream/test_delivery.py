@@ -22,6 +22,7 @@ from edge.sinks.jetstream.publisher import JetStreamSink
 from edge.sinks.jetstream.settings import JetStreamSettings, SiteHistorianSettings
 from edge.sinks.jetstream.site_historian import SiteHistorian
 from tests.edge.sinks.jetstream.conftest import free_port, wait_port
+from tests.edge.sinks.jetstream.conftest import until as _until
 
 T0 = 1_700_000_000_000_000
 
@@ -38,14 +39,6 @@ def _sink(url: str, tmp_path: Path, **kw: object) -> JetStreamSink:
                                                  "retry_interval_s": 0.2, "publish_timeout_s": 1.0, **kw})
     spool = SpoolSettings.model_validate({"dir": str(tmp_path / "spool")})
     return JetStreamSink(settings, box="box-1", site="s1", spool=spool, metrics=Metrics())
-
-
-async def _until(cond, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def _stream_msgs(url: str) -> int:
