@@ -21,6 +21,10 @@ class CutJournal:
     A batch's id is the hash of its messages. After a crash the broker delivers the unacknowledged messages
     again; cutting them where they were cut before, under the id recorded then, lets the historian's ledger
     recognise the batch that was committed but not (or only partly) acknowledged when the process died.
+    A batch's first message is also recorded when the batch *begins* (``key 0``: begun, not cut): messages
+    that the dead process had received but not cut yet come again marked as redeliveries too, and without
+    that mark they would be taken for the rest of a replayed cut whose acknowledgement was cut short, and
+    be dropped with it by the ledger.
     Appended (not fsynced: it has to survive a process crash, not a power loss) and compacted to the last
     entries. Lines are ``key n id`` (``key n`` from older versions: the id is then the hash again).
     """
@@ -41,10 +45,19 @@ class CutJournal:
         self._fh = path.open("a")
 
     def lookup(self, key: str) -> tuple[int, str | None] | None:
+        """``(n, id)`` of the cut that began with ``key``; ``(0, None)`` for a batch begun but never cut."""
         return self.cuts.get(key)
 
+    def begin(self, key: str) -> None:
+        """A batch begins with this message (its cut is recorded when it is made)."""
+        if key not in self.cuts:
+            self._write(key, 0, "")
+
     def record(self, key: str, n: int, batch_id: str) -> None:
-        self.cuts[key] = (n, batch_id)
+        self._write(key, n, batch_id)
+
+    def _write(self, key: str, n: int, batch_id: str) -> None:
+        self.cuts[key] = (n, batch_id or None)
         self._fh.write(f"{key} {n} {batch_id}\n")
         self._fh.flush()
         self._lines += 1

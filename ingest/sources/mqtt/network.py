@@ -45,11 +45,13 @@ class NetworkThread(WorkerDecoding):
                 cur = self._cur = Batch(self.name, self.batch_ms)
             if cur.n_msgs == 0:
                 cur.first_key = message_key(msg)
-                if msg.dup:  # a redelivery: cut it where the batch that began with this message was cut
-                    hit = journal.lookup(cur.first_key)
-                    if hit is not None:
-                        cur.target, cur.replay_id = hit
-                        self.counters["cuts_replayed"] += 1
+                hit = journal.lookup(cur.first_key) if msg.dup else None
+                if hit is not None and hit[0] > 0:
+                    # a redelivery: cut it where the batch that began with this message was cut
+                    cur.target, cur.replay_id = hit
+                    self.counters["cuts_replayed"] += 1
+                else:
+                    journal.begin(cur.first_key)
         cur.add_message(msg, self._generation)
         if cur.target is not None and cur.n_msgs >= cur.target:
             self._completed.append(cur)

@@ -32,3 +32,13 @@ def test_compaction_keeps_the_last_entries(tmp_path: Path) -> None:
     assert again.lookup("k7") == (7, "id7")
     assert again.lookup("k0") is None
     assert len(path.read_text().splitlines()) < 8
+
+
+def test_a_batch_begun_but_never_cut_reads_as_begun_and_its_cut_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "b.cuts"
+    j = CutJournal(path)
+    j.begin("k1")
+    assert CutJournal(path).lookup("k1") == (0, None)
+    j.record("k1", 4, "id1")
+    j.begin("k1")  # a later begin does not undo the cut
+    assert CutJournal(path).lookup("k1") == (4, "id1")

@@ -645,6 +645,69 @@ async def test_cut_journal_after_a_crash_halfway_through_the_acknowledgements(
     pub.loop_stop()
 
 
+async def test_messages_received_but_not_cut_are_not_taken_into_a_replayed_cut(
+    mqtt: MqttTarget, tmp_path: Path
+) -> None:
+    """The process dies halfway through acknowledging its last committed batch, while the next batch is
+    still being gathered. The broker delivers both again, all marked as redeliveries: the replayed cut must
+    end where the committed batch's unacknowledged beginning ends, and the messages that were never cut
+    must come as a batch of their own (a replayed cut is dropped by the ledger: taken into it, they were
+    lost)."""
+    client_id = f"fe-test-{uuid.uuid4().hex[:10]}"
+    journal = tmp_path / "cuts"
+
+    def source(collector: Collector) -> MqttSource:
+        settings = MqttSourceSettings(name="cuts", topics=[mqtt.topic("g", "#")], client_id=client_id,
+                                      clean_start=False, session_expiry_s=300, qos=1, cut_journal=journal)
+        return mqtt_source(settings, BrokerSettings(url=mqtt.url), collector, batch_rows=7, batch_ms=30,  # type: ignore[call-arg]
+                          ack_wait_s=0.1)
+
+    def publish(i: int) -> None:
+        pub.publish(mqtt.topic("g", f"t{i % 3}"), orjson.dumps({"ts": 1772366400000 + i, "value": i}), qos=1)
+
+    first = Collector(auto_ack=False)
+    pub = publisher(mqtt.url)
+    src = source(first)
+    n, k, uncut = 21, 2, 3
+    async with running(src):
+        for i in range(n):
+            publish(i)
+        await until(lambda: first.n_samples() == n, what="the first delivery")
+        batches = first.of("samples")
+        sizes = [e.num_rows for e in batches]
+        assert sizes[-1] > k
+        # from here the process gathers but cuts nothing, as if it died before its next cut
+        src._after_loop = lambda hand_over, force=False: None  # type: ignore[method-assign]
+        for i in range(n, n + uncut):
+            publish(i)
+        await until(lambda: src._cur.n_msgs == uncut, what="the uncut messages received")
+        client = src._client
+        assert client is not None
+        real_ack, sent = client.ack, []
+
+        def ack_until_the_crash(mid: int, qos: int) -> None:
+            if len(sent) < k:
+                sent.append(mid)
+                real_ack(mid, qos)
+
+        client.ack = ack_until_the_crash  # type: ignore[method-assign]
+        for env in [batches[-1], *(e for e in first.envelopes if e.kind != "samples")]:
+            env.acknowledge()
+        assert len(sent) == k
+        await asyncio.sleep(0.5)
+    second = Collector()
+    src2 = source(second)
+    async with running(src2):
+        await until(lambda: second.n_samples() >= n - k + uncut, what="the redelivery")
+        await asyncio.sleep(0.3)
+    again = second.of("samples")
+    assert [e.batch_id for e in again[:len(batches)]] == [e.batch_id for e in batches]
+    assert [e.num_rows for e in again] == [*sizes[:-1], sizes[-1] - k, uncut]
+    assert again[-1].batch_id not in {e.batch_id for e in batches}
+    assert again[-1].batch.column("value").to_pylist() == [float(i) for i in range(n, n + uncut)]
+    pub.loop_stop()
+
+
 async def test_reconnects_and_resubscribes_after_a_broker_restart(own_mosquitto: MosquittoProcess) -> None:
     collector = Collector()
     settings = MqttSourceSettings(name="restart", topics=["r/#"], clean_start=True, qos=1)
