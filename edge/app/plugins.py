@@ -247,6 +247,7 @@ from inference.models.base import ModelKind  # noqa: E402
 from inference.models.iforest.settings import IforestSettings  # noqa: E402
 from inference.models.knn.settings import KnnSettings  # noqa: E402
 from inference.models.pca.settings import PcaSettings  # noqa: E402
+from inference.models.shewhart.settings import ShewhartSettings  # noqa: E402
 
 ModelKindFactory = Callable[[], ModelKind[Any]]
 
@@ -269,6 +270,12 @@ def _knn_kind() -> ModelKind[Any]:
     return KIND
 
 
+def _shewhart_kind() -> ModelKind[Any]:
+    from inference.models.shewhart.kind import KIND
+
+    return KIND
+
+
 def _autoencoder_kind() -> ModelKind[Any]:
     from inference.models.autoencoder.kind import KIND
 
@@ -283,6 +290,8 @@ MODEL_KINDS: Sequence[Plugin[Any, ModelKindFactory]] = (
            "mean distance to the k nearest training windows"),
     Plugin("autoencoder", AutoencoderSettings, _autoencoder_kind, "inference.models.autoencoder",
            "dense autoencoder on the standardized features (PyTorch; the train-torch extra)"),
+    Plugin("shewhart", ShewhartSettings, _shewhart_kind,
+           "inference.models.shewhart", "per-feature Shewhart limits: the largest standardized deviation"),
 )
 
 

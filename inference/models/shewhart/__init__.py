@@ -1,0 +1,1 @@
+"""Per-feature Shewhart limits, the largest standardized deviation of any feature: the ``shewhart`` kind."""
