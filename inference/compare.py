@@ -5,7 +5,8 @@ windows), precision and recall against the engineers' labels (a window is a faul
 ``true_fault``-labelled period; precision = alarm windows that are fault windows / alarm windows, recall =
 fault windows in alarm / fault windows), and the detection delay of each labelled fault (first alarm
 window's end minus the period's start). Agreement: the share of paired windows where both alarm or neither
-does. The same figures by shift, by product and by equipment (the windows' MES context).
+does. The same figures by shift, by product and by equipment (the windows' MES context); a labelled fault
+counts in the slice of the champion's first window that overlaps it (where it began).
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ def _delays(rows: RoleRows, periods: Sequence[LabelledPeriod]) -> list[float | N
     return out
 
 
+def _fault_slices(rows: RoleRows, periods: Sequence[LabelledPeriod], key: str) -> list[str | None]:
+    """Per ``true_fault`` period (in ``_delays``' order), the slice value of its first overlapping window."""
+    starts = np.array([k[1] for k in rows.keys], dtype=np.int64)
+    assets = np.array([k[0] for k in rows.keys], dtype=object)
+    out: list[str | None] = []
+    for p in (p for p in periods if p.action == "true_fault"):
+        hit = np.flatnonzero((assets == p.asset) & (starts < p.end_us) & (rows.end_us > p.start_us))
+        out.append(_slice_value(rows, int(hit[np.argmin(starts[hit])]), key) if hit.size else None)
+    return out
+
+
 def _slice_value(rows: RoleRows, i: int, key: str) -> str | None:
     if key == "asset":
         return rows.keys[i][0]
@@ -125,16 +137,23 @@ def compare(dsn: str, model: str, since: datetime, until: datetime) -> dict[str,
             "challenger": _figures(a_h[sel], fault[sel]),
         }
 
+    delays = {"champion": _delays(champ, periods), "challenger": _delays(chall, periods)}
     res: dict[str, Any] = {
         "model": model, "since": since.isoformat(), "until": until.isoformat(),
         "champion_version": champ.version, "challenger_version": chall.version,
         "paired_windows": len(pairs), "true_fault_periods": sum(p.action == "true_fault" for p in periods),
         **block(np.ones(len(kept), dtype=bool)),
-        "detection_delay_s": {"champion": _delays(champ, periods), "challenger": _delays(chall, periods)},
+        "detection_delay_s": delays,
         "slices": {},
     }
     for key in SLICES:
         values = np.array([_slice_value(champ, int(i), key) for i in kept], dtype=object)
+        fault_at = _fault_slices(champ, periods, key)
         seen = sorted({str(v) for v in values if v is not None})
-        res["slices"][key] = {v: block(values == v) for v in seen}
+        res["slices"][key] = {
+            v: {**block(values == v), "detection_delay_s": {
+                role: [d for d, at in zip(ds, fault_at, strict=True) if at == v]
+                for role, ds in delays.items()}}
+            for v in seen
+        }
     return res

@@ -36,6 +36,7 @@ class CompareBlock:
     agreement: float | None
     champion: RoleFigures
     challenger: RoleFigures
+    delays_s: tuple[tuple[str, tuple[float | None, ...]], ...] = ()  # of the labelled faults begun in a slice
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,13 @@ def _role(d: Mapping[str, Any]) -> RoleFigures:
     return RoleFigures(int(d.get("windows") or 0), d.get("alarm_rate"), d.get("precision"), d.get("recall"))
 
 
+def _delays(d: Mapping[str, Any]) -> tuple[tuple[str, tuple[float | None, ...]], ...]:
+    return tuple((role, tuple(v)) for role, v in (d.get("detection_delay_s") or {}).items())
+
+
 def _block(d: Mapping[str, Any]) -> CompareBlock:
     return CompareBlock(int(d.get("windows") or 0), d.get("agreement"), _role(d.get("champion") or {}),
-                        _role(d.get("challenger") or {}))
+                        _role(d.get("challenger") or {}), _delays(d))
 
 
 def from_result(model: str, since: datetime, until: datetime, res: Mapping[str, Any]) -> CompareView:
@@ -78,7 +83,7 @@ def from_result(model: str, since: datetime, until: datetime, res: Mapping[str, 
         (key, tuple((str(v), _block(b)) for v, b in (res.get("slices") or {}).get(key, {}).items()))
         for key, _ in SLICE_KEYS
     )
-    delays = tuple((role, tuple(d)) for role, d in (res.get("detection_delay_s") or {}).items())
+    delays = _delays(res)
     return CompareView(
         model, since, until, res.get("champion_version"), res.get("challenger_version"),
         int(res.get("paired_windows") or 0), int(res.get("true_fault_periods") or 0), _block(res), slices,

@@ -117,6 +117,10 @@ async def test_challenger_in_shadow_is_stored_never_published(
     assert res["true_fault_periods"] == 1 and res["champion"]["recall"] > 0
     assert res["detection_delay_s"]["champion"][0] is not None
     assert set(res["slices"]["asset"]) == {ASSET}
+    # the one labelled fault counts in the slices it began in, and nowhere else
+    assert res["slices"]["asset"][ASSET]["detection_delay_s"] == res["detection_delay_s"]
+    by_shift = [b["detection_delay_s"]["champion"] for b in res["slices"]["shift"].values()]
+    assert sorted(len(d) for d in by_shift) == [0] * (len(by_shift) - 1) + [1]
 
 
 def test_compare_without_a_challenger_says_what_to_do(pg_dsn: str, tmp_path: Path,

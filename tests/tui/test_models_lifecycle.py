@@ -158,6 +158,11 @@ async def test_models_screen_counts_labels_and_compares_with_challenger(historia
                 v: s["challenger"]["recall"] for v, s in res["slices"][key].items()}, key
         assert {v for v, _ in view.slice("shift")} == {"A", "B"}
         assert view.delays("challenger") == tuple(res["detection_delay_s"]["challenger"])
+        # each of the two labelled faults counts once, in the shift it began in, its delay shown on that line
+        began = {v: len(dict(b.delays_s)["challenger"]) for v, b in view.slice("shift")}
+        assert sum(began.values()) == 2
+        shown = {line.split(":")[0].strip() for line in text.splitlines() if ", delay " in line}
+        assert shown == {v for v, n in began.items() if n}
         assert "by shift" in text and "P-HINGE-B" not in text and "delay" in text
 
         await pilot.press("v")  # slices: shift -> product

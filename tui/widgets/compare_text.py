@@ -21,11 +21,20 @@ def _role_line(name: str, b: CompareBlock, delays: tuple[float | None, ...]) -> 
             f"  recall {pct(f.recall):>8}  {delay}")
 
 
+def _delay(delays: tuple[float | None, ...]) -> str:
+    found = [d for d in delays if d is not None]
+    return f"{', '.join(f'{d:g} s' for d in found) or '-'} ({len(delays) - len(found)} missed)"
+
+
 def _slice_line(value: str, b: CompareBlock) -> str:
     c, h = b.champion, b.challenger
-    return (f"  {value:>14}: {count(b.windows)} w, agree {pct(b.agreement)}, alarms {pct(c.alarm_rate)} / "
+    line = (f"  {value:>14}: {count(b.windows)} w, agree {pct(b.agreement)}, alarms {pct(c.alarm_rate)} / "
             f"{pct(h.alarm_rate)}, prec {pct(c.precision)} / {pct(h.precision)}, rec {pct(c.recall)} / "
             f"{pct(h.recall)}")
+    delays = dict(b.delays_s)
+    if any(delays.values()):  # only where a labelled fault began in this slice
+        line += f", delay {_delay(delays.get('champion', ()))} / {_delay(delays.get('challenger', ()))}"
+    return line
 
 
 def compare_text(view: CompareView, period: str = "24 h", slice_key: str = "shift") -> str:

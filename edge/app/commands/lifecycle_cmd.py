@@ -181,8 +181,12 @@ def _compare(args: argparse.Namespace) -> int:
               f"{_pct(f['recall'])}, detection delays {res['detection_delay_s'][role]}")
     for key, slices in res["slices"].items():
         for v, b in slices.items():
+            delays = b.get("detection_delay_s") or {}
+            began = f", detection delays {delays['champion']} / {delays['challenger']}" \
+                if delays.get("champion") else ""
             print(f"  {key}={v}: agreement {_pct(b['agreement'])}, alarm rate champion "
-                  f"{_pct(b['champion']['alarm_rate'])} challenger {_pct(b['challenger']['alarm_rate'])}")
+                  f"{_pct(b['champion']['alarm_rate'])} challenger {_pct(b['challenger']['alarm_rate'])}"
+                  f"{began}")
     return 0
 
 
