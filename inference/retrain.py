@@ -43,6 +43,7 @@ class TrainingJob:
     min_good_windows: int = 200
     nice: int = 10
     memory_mb: int = 4096
+    levels: str = "all"  # the champion's ``--levels`` mode (``inference.levels``), decided anew on new data
 
 
 def _limit(job: TrainingJob) -> None:
@@ -57,6 +58,7 @@ def fit_candidate(job: TrainingJob) -> tuple[dict[str, Any], bytes, Any]:
     import pyarrow as pa
 
     from inference.history import read_samples
+    from inference.levels import select as select_levels
     from inference.manifest import build_manifest
     from inference.settings import InferenceSettings
     from inference.train import fit
@@ -80,12 +82,15 @@ def fit_candidate(job: TrainingJob) -> tuple[dict[str, Any], bytes, Any]:
             f"{job.since.isoformat()}..{job.until.isoformat()}, need >= {job.min_good_windows} (raise "
             "inference.lifecycle.lookback_s or lower min_good_windows)"
         )
+    tset, levels = select_levels(tset, (), job.levels)
     options = job.kind.settings.model_validate(job.options)
     result = fit(job.kind, tset, options)
     sources = [f"historian {', '.join(job.assets)} {job.since.isoformat()}..{job.until.isoformat()} "
                f"excluding {len(job.exclude)} true-fault periods"]
     manifest = build_manifest(job.name, tset, result, spec, settings, sources, assets=job.assets)
     manifest["training"]["windows_used"] = int(tset.x.shape[0])
+    if levels is not None:
+        manifest["levels"] = levels
     return manifest, result.onnx, result.holdout
 
 
@@ -157,7 +162,7 @@ def retrain(
         job = TrainingJob(
             name, kind_of(str(base.manifest.get("kind", "pca"))), options,
             settings.model_dump(mode="json"), dsn, assets, since, now, faults, life.min_good_windows,
-            life.nice, life.memory_mb,
+            life.nice, life.memory_mb, str((base.manifest.get("levels") or {}).get("mode", "all")),
         )
         t0 = time.monotonic()
         manifest, onnx, holdout = train_in_child(job, life.timeout_s)

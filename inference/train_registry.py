@@ -7,12 +7,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
 from inference.calibration import Hysteresis
 from inference.cross_calibration import check_training_size
+from inference.levels import describe as describe_levels
+from inference.levels import select as select_levels
 from inference.manifest import build_manifest
 from inference.models.base import KindSettings, ModelKind, Progress
 from inference.train import fit
@@ -60,13 +61,15 @@ def train_to_registry(
     stats: Sequence[str] = (),
     manifest_extra: dict[str, Any] | None = None,
     keep: Any = None,
+    levels: str | None = None,
 ) -> Any:
     """Read the baseline, featurize it as the pipeline does (``settings``: its window, grid and
     ``signal_key``), fit, and register the package (not promoted). A file's model is scoped to ``asset``
     when one is given (and runs on every equipment otherwise); a historian's always is. ``check_size``:
     raise ``TrainingDataTooSmall`` when the baseline cannot resolve the kind's ``target_far``. ``stats``: keep
     only the features of these window statistics (empty: all); ``manifest_extra``: added to the manifest;
-    ``keep``: a boolean per row read (after ``rows``), the rows trained on (a file's: None trains on all)."""
+    ``keep``: a boolean per row read (after ``rows``), the rows trained on (a file's: None trains on all);
+    ``levels``: which signals keep their level statistics (``inference.levels``; None: the default mode)."""
     from inference.packages import Registry
 
     say = progress or stderr_progress()
@@ -97,9 +100,9 @@ def train_to_registry(
     say(f"signals by {spec.signal_key}: {', '.join(signals_of(batch, spec.signal_key))}")
     say(f"windowing: {spec.window_s:g}s windows every {spec.hop_s:g}s on a {spec.grid_hz:g} Hz grid")
     tset = features_from_samples([batch], spec, spectral=settings.spectral_signals, n_bands=settings.n_bands)
-    if stats:
-        cols = [i for i, n in enumerate(tset.feature_names) if n.rpartition("__")[2] in set(stats)]
-        tset = replace(tset, feature_names=[tset.feature_names[i] for i in cols], x=tset.x[:, cols])
+    tset, decision = select_levels(tset, stats, levels)
+    if decision is not None:
+        say(describe_levels(decision))
     say(f"{tset.x.shape[0]} good windows x {tset.x.shape[1]} features")
     if check_size:
         n_train = round(tset.x.shape[0] * (1.0 - holdout))
@@ -107,6 +110,8 @@ def train_to_registry(
     hyst = Hysteresis.from_settings(settings)
     result = fit(kind, tset, opts, holdout=holdout, progress=say, hysteresis=hyst)
     manifest = build_manifest(name, tset, result, spec, settings, sources, assets=[asset] if asset else [])
+    if decision is not None:
+        manifest["levels"] = decision
     manifest.update(manifest_extra or {})
     reg = Registry(settings.models_dir)
     pkg = reg.add(manifest, result.onnx, result.holdout)

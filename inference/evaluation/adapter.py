@@ -90,25 +90,24 @@ def fit_package(
     source: str,
     holdout: float = 0.2,
     stats: Sequence[str] = (),
+    levels: str | None = None,
 ) -> ModelPackage:
     """Featurize the training samples as ``edge models train`` does, fit ``kind`` through
     ``inference.train.fit`` and return the package in memory (not registered). ``stats``: keep only the
-    features of these statistics (``<signal>__<stat>``; empty keeps every feature)."""
-    from dataclasses import replace
-
+    features of these statistics (``<signal>__<stat>``; empty keeps every feature); ``levels``: which
+    signals keep their level statistics (``inference.levels``; None: the current default mode)."""
+    from inference import levels as lv
     from inference.manifest import build_manifest
     from inference.train import fit
     from inference.training_set import features_from_samples
 
     tset = features_from_samples(list(batches), spec, spectral=settings.spectral_signals,
                                  n_bands=settings.n_bands)
-    if stats:
-        keep = [i for i, n in enumerate(tset.feature_names) if n.rpartition("__")[2] in set(stats)]
-        if not keep:
-            raise ValueError(f"no feature of the statistics {', '.join(stats)} in the training windows")
-        tset = replace(tset, feature_names=[tset.feature_names[i] for i in keep], x=tset.x[:, keep])
+    tset, decision = lv.select(tset, stats, levels)
     result = fit(kind, tset, options, holdout=holdout)
     manifest = build_manifest(name, tset, result, spec, settings, [source])
+    if decision is not None:
+        manifest["levels"] = decision
     manifest["version"] = "eval"
     manifest["onnx_sha256"] = sha256_bytes(result.onnx)
     from pathlib import Path

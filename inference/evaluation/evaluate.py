@@ -38,6 +38,7 @@ class ModelSource:
     train_fraction: float | None = None
     holdout: float = 0.2
     stats: tuple[str, ...] = ()  # features of these statistics only (empty: every feature)
+    levels: str | None = None  # which signals keep their level statistics (None: the current default)
 
     def split_row(self, n: int) -> int:
         if self.package is not None:
@@ -89,7 +90,8 @@ def evaluate_file(
         try:
             pkg = adapter.fit_package(source.kind, source.options, [train], spec, settings,
                                       name=f"eval-{source.kind.name}", source=table.path.name,
-                                      holdout=source.holdout, stats=source.stats)
+                                      holdout=source.holdout, stats=source.stats,
+                                      levels=source.levels)
         except ValueError as exc:
             raise TableError(
                 f"{table.path}: training on its first {split} rows failed: {exc} (windows of "
@@ -136,6 +138,7 @@ def evaluate_file(
         model={"name": pkg.name, "version": pkg.version, "kind": pkg.manifest.get("kind"),
                "features": len(pkg.features), "sha256": pkg.sha256},
         quality=quality,
+        levels=pkg.manifest.get("levels"),
         notes=table.notes,
         seconds=time.perf_counter() - t0,
         timing=timing,

@@ -43,7 +43,21 @@ def overall(results: Sequence[FileResult]) -> dict[str, Any]:
         "nab": nab_out,
         "per_label": labels,
         "seconds": sum(r.summary["seconds"] for r in results),
+        "levels": levels_overall(results),
     }
+
+
+def levels_overall(results: Sequence[FileResult]) -> dict[str, Any] | None:
+    """With ``--levels auto|none``: in how many files' models each signal was made level-free."""
+    decisions = [r.summary.get("levels") for r in results]
+    if not any(decisions):
+        return None
+    free: dict[str, int] = {}
+    for d in decisions:
+        for s, v in (d or {}).get("signals", {}).items():
+            free[s] = free.get(s, 0) + (0 if v["level"] else 1)
+    modes = sorted({d["mode"] for d in decisions if d})
+    return {"mode": ",".join(modes), "models": sum(1 for d in decisions if d), "level_free": free}
 
 
 def document(results: Sequence[FileResult], config: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +108,10 @@ def table(results: Sequence[FileResult], tot: dict[str, Any]) -> str:
             n["standard"]["normalized"], n["reward_low_FP_rate"]["normalized"],
             n["reward_low_FN_rate"]["normalized"], n["standard"]["windows"])
     )
+    lv = tot.get("levels")
+    if lv:
+        lines.append(f"levels {lv['mode']}: level-free signal in how many of {lv['models']} models: " + (
+            ", ".join(f"{s} {n}" for s, n in lv["level_free"].items() if n) or "none"))
     labels = {k: v for k, v in tot["per_label"].items() if k != "0"}
     if len(labels) > 1:
         lines.append("per label: " + ", ".join(

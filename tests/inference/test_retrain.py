@@ -123,3 +123,18 @@ def test_schedule_triggers_after_its_period(history: str, tmp_path: Path) -> Non
     assert manager.step(at(1.2 * H)) == []  # the schedule counts from here
     assert manager.step(at(2 * H)) == []
     assert manager.step(at(2.2 * H)) == ["press: v2 retrained (schedule), in shadow"]
+
+
+def test_a_candidate_is_featurized_by_its_champions_levels_mode(history: str, tmp_path: Path) -> None:
+    """A champion trained with ``--levels none`` (or auto) is retrained under the same mode, decided again on
+    the lookback's data, not with every level statistic back in."""
+    s = settings(tmp_path)
+    job = TrainingJob("press", model_kind("pca"), {}, s.model_dump(mode="json"), history, [ASSET], at(0),
+                      at(H), levels="none")
+    manifest = fit_candidate(job)[0]
+    assert manifest["levels"]["mode"] == "none"
+    stats = {n.rpartition("__")[2] for n in manifest["features"]}
+    assert stats and not stats & {"mean", "rms", "min", "max"}
+    default = fit_candidate(TrainingJob("press", model_kind("pca"), {}, s.model_dump(mode="json"), history,
+                                        [ASSET], at(0), at(H)))[0]
+    assert "mean" in {n.rpartition("__")[2] for n in default["features"]} and "levels" not in default

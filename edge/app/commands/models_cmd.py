@@ -61,11 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--window-s", type=float, default=None, help="window length, s (default: the config's)")
     t.add_argument("--hop-s", type=float, default=None, help="window hop, s (default: the config's)")
     t.add_argument("--grid-hz", type=float, default=None, help="grid rate, Hz (default: the config's)")
-    t.add_argument(
-        "--column-map", default=None, metavar="COL=NAME,...",
-        help="--csv/--parquet: name columns as the pipeline names signals (tags, or measures under "
-        "signal_key = measure), e.g. Pressure=pressure,Current=current",
-    )
+    t.add_argument("--column-map", default=None, metavar="COL=NAME,...",
+                   help="--csv/--parquet: name columns as the pipeline names signals (tags, or measures "
+                   "under signal_key = measure), e.g. Pressure=pressure,Current=current")
     t.add_argument("--rows", default=None, metavar="START:END",
                    help="--csv/--parquet: only these rows (Python slice bounds, e.g. 0:400 or 1000:)")
     t.add_argument("--label-columns", default=None, metavar="COL,...",
@@ -120,9 +118,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rb.set_defaults(func=_rollback)
 
     from edge.app.commands.evaluate_cmd import register as register_evaluate
+    from edge.app.commands.levels_option import wire as wire_levels
     from edge.app.commands.lifecycle_cmd import register as register_lifecycle
 
     register_evaluate(msub)
+    wire_levels(msub)  # --levels on train and evaluate, once both exist
     register_lifecycle(msub)
 
 
