@@ -16,4 +16,21 @@ echo "== mypy"
 echo "== import contract"
 .venv/bin/lint-imports
 echo "== pytest"
-.venv/bin/pytest "$@"
+if [ $# -gt 0 ] || [ -n "${FE_TESTS_SERIAL:-}" ]; then
+  exec .venv/bin/pytest "$@"
+fi
+# The tests bound by real time (marker ``wallclock``: they wait on a simulator, an outage or a restart and
+# use little CPU) run in a second pytest beside the rest, so the suite takes about as long as the rest.
+# FE_TESTS_SERIAL=1 runs everything in one pytest.
+tmp=$(mktemp -d)
+.venv/bin/pytest -m wallclock -p no:cacheprovider --basetemp="$tmp/wallclock" >"$tmp/wallclock.log" 2>&1 &
+wall_pid=$!
+rc=0
+.venv/bin/pytest -m "not wallclock" --basetemp="$tmp/rest" || rc=$?
+wall_rc=0
+wait "$wall_pid" || wall_rc=$?
+echo "== pytest -m wallclock (ran beside the rest)"
+cat "$tmp/wallclock.log"
+rm -rf "$tmp"
+if [ "$rc" -ne 0 ]; then exit "$rc"; fi
+exit "$wall_rc"
