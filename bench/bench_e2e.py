@@ -265,15 +265,18 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
     # when each inference tick that closed windows started (wall time), per window end: the tick wait
     stage = pipeline.components["inference"]
     tick_at: dict[float, float] = {}
+    tick_done: dict[float, float] = {}  # when that tick had handed its insights to the historian queue
     orig_tick = stage.tick
 
     async def timed_tick(now_us: int | None = None) -> Any:
         t = time.time()
         res = await orig_tick(now_us)
         if res.insights:
+            t_done = time.time()
             for _, _, batch in res.insights:
                 for e in batch.column("window_end").cast("int64").to_pylist():
                     tick_at.setdefault(e / 1e6, t)
+                    tick_done.setdefault(e / 1e6, t_done)
         return res
 
     stage.tick = timed_tick
@@ -348,7 +351,7 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
     t0, t1 = pub_res["t0"], pub_res["t1"]
     seen: set[str] = set()
     lat, own, to_commit, commit_to_recv, ends = [], [], [], [], []
-    tick_wait, tick_to_commit = [], []
+    tick_wait, tick_to_commit, tick_run, queue_to_txn = [], [], [], []
     for ins in insights:
         if ins["retained"] or ins["id"] in seen:
             continue
@@ -365,6 +368,8 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
             commit_to_recv.append(ins["recv"] - created)
             if end in tick_at:
                 tick_to_commit.append(created - tick_at[end])
+                tick_run.append(tick_done[end] - tick_at[end])
+                queue_to_txn.append(created - tick_done[end])
         if end in tick_at:
             tick_wait.append(tick_at[end] - end - lateness)
     # sustained: the source's samples over the middle of the run (after 5 s, to the publisher's end)
@@ -383,7 +388,8 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
         if xs:
             timeline.append((round(b0 - t0), statistics.median(xs), max(qs) if qs else 0))
     return {
-        "tick_wait": tick_wait, "tick_to_commit": tick_to_commit, "ends": ends,
+        "tick_wait": tick_wait, "tick_to_commit": tick_to_commit, "tick_run": tick_run,
+        "queue_to_txn": queue_to_txn, "ends": ends,
         "drift": drift, "timeline": timeline, "dead": dead, "load": (load0, load1),
         "rate": rate, "sent": pub_res["sent"], "offered_actual": pub_res["sent"] / (t1 - t0),
         "late_sends": pub_res["late_sends"], "ingested": int(source.counters["samples"]),
@@ -466,6 +472,10 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                   f"{r['lateness']:.1f} s lateness) p50 {pct(r['own'], 50):.3f} p99 {pct(r['own'], 99):.3f}; "
                   f"drift (last third - first third, medians) {r['drift']:+.3f} s",
                   flush=True)
+            print(f"  tick->commit split: the tick itself (closing, features, scoring, emit) p50 "
+                  f"{pct(r['tick_run'], 50):.3f} p99 {pct(r['tick_run'], 99):.3f} s; historian queue to the "
+                  f"insights' transaction p50 {pct(r['queue_to_txn'], 50):.3f} p99 "
+                  f"{pct(r['queue_to_txn'], 99):.3f} s", flush=True)
             print(f"  dead letters {r['dead'] or 0}; load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}; "
                   "per 10 s (s from start, median latency, deepest historian queue): "
                   + ", ".join(f"{a}s {b:.2f} q{c}" for a, b, c in r["timeline"]), flush=True)
