@@ -48,18 +48,24 @@ def _run(tables: Path, work: Path, kind: str, rows: int, target: float) -> dict[
     return {"forward_far": far, "train_faults_detected": detected}
 
 
+def split_d00(tables: Path, work: Path) -> None:
+    """d00 (the normal training run) as ``work/d00_fit.parquet`` (its first part, fitted and calibrated on)
+    and ``work/d00_forward.parquet`` (the rest: the forward false-alarm check)."""
+    d00 = pl.read_parquet(tables / "d00.parquet")
+    cut = int(d00.height * FORWARD_SPLIT)
+    d00.head(cut).write_parquet(work / "d00_fit.parquet")
+    d00.slice(cut).write_parquet(work / "d00_forward.parquet")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
     tables = Path(argv[0])
-    d00 = pl.read_parquet(tables / "d00.parquet")
-    cut = int(d00.height * FORWARD_SPLIT)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        d00.head(cut).write_parquet(work / "d00_fit.parquet")
-        d00.slice(cut).write_parquet(work / "d00_forward.parquet")
+        split_d00(tables, work)
         for kind in KINDS:
             for w in WINDOW_ROWS:
                 for target in TARGET_FARS:

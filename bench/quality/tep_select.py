@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import polars as pl
+from select_tep import split_d00
 
 KINDS = ("pca", "knn", "shewhart")
 PER_FEATURE_KINDS = ("shewhart",)  # two numbers a feature, no covariance: the rule's fit part does not apply
@@ -33,7 +33,6 @@ TARGET_FARS = (0.02, 0.05)
 STUCK = (None, 0)  # None: the config's STUCK rule (50 equal values); 0: off
 PERIOD_S = 180.0
 MAX_FAR = 5.0
-FORWARD_SPLIT = 2 / 3
 N_SIGNALS = 52
 N_ALL_STATS = 11
 D00_ROWS = 500
@@ -81,13 +80,10 @@ def main(argv: list[str]) -> int:
         return 2
     tables, dest = Path(argv[0]), Path(argv[1])
     kinds = argv[2].split(",") if len(argv) == 3 else KINDS
-    d00 = pl.read_parquet(tables / "d00.parquet")
-    cut = int(d00.height * FORWARD_SPLIT)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        d00.head(cut).write_parquet(work / "d00_fit.parquet")
-        d00.slice(cut).write_parquet(work / "d00_forward.parquet")
+        split_d00(tables, work)
         for kind, w, stats, target, stuck in itertools.product(KINDS, WINDOW_ROWS, STATS, TARGET_FARS, STUCK):
             if kind not in kinds or not size_ok(kind, w, stats, target):
                 continue

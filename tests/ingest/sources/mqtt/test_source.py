@@ -584,6 +584,24 @@ async def test_cut_journal_gives_redelivered_batches_their_old_ids(mqtt: MqttTar
     pub.loop_stop()
 
 
+def ack_cut_short(src: MqttSource, envelopes: list[Envelope], k: int) -> None:
+    """Acknowledge ``envelopes`` (a batch's samples and the events that travel with them) as if the process
+    died after sending ``k`` of their PUBACKs."""
+    client = src._client
+    assert client is not None
+    real_ack, sent = client.ack, []
+
+    def ack_until_the_crash(mid: int, qos: int) -> None:
+        if len(sent) < k:
+            sent.append(mid)
+            real_ack(mid, qos)
+
+    client.ack = ack_until_the_crash  # type: ignore[method-assign]
+    for env in envelopes:
+        env.acknowledge()
+    assert len(sent) == k
+
+
 @pytest.mark.parametrize("decode_workers", [0, 1])
 async def test_cut_journal_after_a_crash_halfway_through_the_acknowledgements(
     mqtt: MqttTarget, tmp_path: Path, decode_workers: int
@@ -615,19 +633,7 @@ async def test_cut_journal_after_a_crash_halfway_through_the_acknowledgements(
         crashed = sizes.index(max(sizes))
         assert sizes[crashed] > k
         # that batch is "committed"; its acknowledgement is cut short after k of its PUBACKs
-        client = src._client
-        assert client is not None
-        real_ack, sent = client.ack, []
-
-        def ack_until_the_crash(mid: int, qos: int) -> None:
-            if len(sent) < k:
-                sent.append(mid)
-                real_ack(mid, qos)
-
-        client.ack = ack_until_the_crash  # type: ignore[method-assign]
-        for env in [batches[crashed], *(e for e in first.envelopes if e.kind != "samples")]:
-            env.acknowledge()  # (a batch's connection event travels with its samples)
-        assert len(sent) == k
+        ack_cut_short(src, [batches[crashed], *(e for e in first.envelopes if e.kind != "samples")], k)
         await asyncio.sleep(0.5)  # the PUBACKs reach the broker
     second = Collector()
     src2 = source(second)
@@ -681,19 +687,7 @@ async def test_messages_received_but_not_cut_are_not_taken_into_a_replayed_cut(
         for i in range(n, n + uncut):
             publish(i)
         await until(lambda: src._cur.n_msgs == uncut, what="the uncut messages received")
-        client = src._client
-        assert client is not None
-        real_ack, sent = client.ack, []
-
-        def ack_until_the_crash(mid: int, qos: int) -> None:
-            if len(sent) < k:
-                sent.append(mid)
-                real_ack(mid, qos)
-
-        client.ack = ack_until_the_crash  # type: ignore[method-assign]
-        for env in [batches[-1], *(e for e in first.envelopes if e.kind != "samples")]:
-            env.acknowledge()
-        assert len(sent) == k
+        ack_cut_short(src, [batches[-1], *(e for e in first.envelopes if e.kind != "samples")], k)
         await asyncio.sleep(0.5)
     second = Collector()
     src2 = source(second)
