@@ -40,8 +40,10 @@ def compile_kernels() -> None:
     from inference.insights import warm_up as warm_up_insights
     from inference.kernels import warm_up as warm_up_features
     from inference.rfft_kernel import warm_up as warm_up_rfft
+    from inference.window_kernel import warm_up as warm_up_windows
 
     with contextlib.suppress(Exception):
         warm_up_features()
         warm_up_rfft()
         warm_up_insights()
+        warm_up_windows()

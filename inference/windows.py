@@ -341,44 +341,28 @@ class Windower:
         qual: np.ndarray,
         flg: np.ndarray,
     ) -> Window:
-        from inference.kernels import fill_grid
+        from inference.window_kernel import window_cells
 
         spec = self.spec
-        n_sig = len(st.signals)
-        n_grid = spec.n_grid
         hold_us = round(spec.max_hold_s * US)
         lo_hold = int(np.searchsorted(ts, start - hold_us, "left"))
         lo = int(np.searchsorted(ts, start, "left"))
         hi = int(np.searchsorted(ts, end, "left"))
-        w_q = qual[lo:hi]
         n_samples = hi - lo
-        bad = w_q >= int(Quality.BAD)
-        n_bad = int(np.count_nonzero(bad))
+        hold_cells = math.floor(spec.max_hold_s * spec.grid_hz + 1e-9)
+        # the prior value per signal is the last good finite sample in [start - hold, start)
+        grid, n_bad, flags, uncertain = window_cells(
+            ts, sig, val, qual, flg, lo_hold, lo, hi, start, end, len(st.signals), spec.n_grid, hold_cells,
+            int(Quality.BAD), int(Quality.UNCERTAIN))
         self.bad_samples += n_bad
-        flags = int(np.bitwise_or.reduce(flg[lo:hi])) if n_samples else 0
-        if np.any(w_q == int(Quality.UNCERTAIN)):
+        flags = int(flags)
+        if uncertain:
             flags |= int(QualityFlag.UNCERTAIN_SOURCE)
         if n_bad:
             flags |= WINDOW_BAD_SAMPLES
         if st.late_pending:
             flags |= int(QualityFlag.LATE)
             st.late_pending = False
-        # prior value per signal: the last good finite sample in [start - hold, start)
-        prior = np.full(n_sig, np.nan)
-        p_sig, p_val, p_q = sig[lo_hold:lo], val[lo_hold:lo], qual[lo_hold:lo]
-        ok = (p_q < int(Quality.BAD)) & np.isfinite(p_val)
-        if ok.any():
-            rev_sig, rev_val = p_sig[ok][::-1], p_val[ok][::-1]
-            sigs, last = np.unique(rev_sig, return_index=True)  # first in reverse = latest in time
-            prior[sigs] = rev_val[last]
-        good = (~bad) & np.isfinite(val[lo:hi])
-        g_sig = sig[lo:hi][good]
-        cell = ((ts[lo:hi][good] - start) * n_grid) // (end - start)
-        key = g_sig.astype(np.int64) * n_grid + cell
-        sums = np.bincount(key, weights=val[lo:hi][good], minlength=n_sig * n_grid).reshape(n_sig, n_grid)
-        counts = np.bincount(key, minlength=n_sig * n_grid).reshape(n_sig, n_grid)
-        hold_cells = math.floor(spec.max_hold_s * spec.grid_hz + 1e-9)
-        grid = fill_grid(sums, counts, prior, hold_cells)
         coverage = float(np.count_nonzero(np.isfinite(grid))) / float(max(1, grid.size))
         good_share = 1.0 - n_bad / n_samples if n_samples else 0.0
         good_fraction = min(coverage, good_share)
