@@ -37,13 +37,15 @@ from inference.cross_calibration import TrainingDataTooSmall, check_training_siz
 from inference.evaluation import adapter
 from inference.evaluation.evaluate import ModelSource, evaluate_file
 from inference.evaluation.table import LabelledTable
+from inference.kernels import STATS
+from inference.levels import LEVEL_STATS
 
 KINDS = ("pca", "knn")
 # (window rows, hop rows): short to long windows, each at two hops
 WINDOWS = ((5, 1), (10, 2), (10, 5), (20, 4), (20, 10))
 # every statistic, or the ones a slow drift of a signal's level does not move (as bench select_skab.py)
 STAT_SETS: dict[str, tuple[str, ...]] = {
-    "all": (), "level_free": ("std", "ptp", "skew", "kurt", "crest", "slope", "zcr")}
+    "all": (), "level_free": tuple(s for s in STATS if s not in LEVEL_STATS)}
 FOLDS = 3
 MAX_FAR = 5.0  # %, point-wise, of the later normal running
 STEP_SD = 3.0

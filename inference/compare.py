@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,14 @@ class RoleRows:
     alarm: np.ndarray
     gated: np.ndarray
     context: list[dict[str, Any]]
+
+    @cached_property
+    def start_us(self) -> np.ndarray:
+        return np.array([k[1] for k in self.keys], dtype=np.int64)
+
+    @cached_property
+    def assets(self) -> np.ndarray:
+        return np.array([k[0] for k in self.keys], dtype=object)
 
 
 def read_roles(dsn: str, model: str, since: datetime, until: datetime) -> dict[str, RoleRows]:
@@ -60,13 +69,16 @@ def read_roles(dsn: str, model: str, since: datetime, until: datetime) -> dict[s
     return out
 
 
+def _overlaps(rows: RoleRows, periods: Sequence[LabelledPeriod]) -> list[np.ndarray]:
+    """Per ``true_fault`` period, in order: which of ``rows``' windows overlap it (same equipment)."""
+    return [(rows.assets == p.asset) & (rows.start_us < p.end_us) & (rows.end_us > p.start_us)
+            for p in periods if p.action == "true_fault"]
+
+
 def _fault_mask(rows: RoleRows, periods: Sequence[LabelledPeriod]) -> np.ndarray:
-    faults = [p for p in periods if p.action == "true_fault"]
-    starts = np.array([k[1] for k in rows.keys], dtype=np.int64)
-    assets = np.array([k[0] for k in rows.keys], dtype=object)
     mask = np.zeros(len(rows.keys), dtype=bool)
-    for p in faults:
-        mask |= (assets == p.asset) & (starts < p.end_us) & (rows.end_us > p.start_us)
+    for overlap in _overlaps(rows, periods):
+        mask |= overlap
     return mask
 
 
@@ -82,23 +94,19 @@ def _figures(alarm: np.ndarray, fault: np.ndarray) -> dict[str, Any]:
 
 def _delays(rows: RoleRows, periods: Sequence[LabelledPeriod]) -> list[float | None]:
     out: list[float | None] = []
-    starts = np.array([k[1] for k in rows.keys], dtype=np.int64)
-    assets = np.array([k[0] for k in rows.keys], dtype=object)
-    for p in (p for p in periods if p.action == "true_fault"):
-        overlap = (assets == p.asset) & (starts < p.end_us) & (rows.end_us > p.start_us)
+    faults = [p for p in periods if p.action == "true_fault"]
+    for p, overlap in zip(faults, _overlaps(rows, periods), strict=True):
         hit = rows.alarm & ~rows.gated & overlap
         out.append(float((rows.end_us[hit].min() - p.start_us) / 1e6) if hit.any() else None)
     return out
 
 
-def _fault_slices(rows: RoleRows, periods: Sequence[LabelledPeriod], key: str) -> list[str | None]:
-    """Per ``true_fault`` period (in ``_delays``' order), the slice value of its first overlapping window."""
-    starts = np.array([k[1] for k in rows.keys], dtype=np.int64)
-    assets = np.array([k[0] for k in rows.keys], dtype=object)
-    out: list[str | None] = []
-    for p in (p for p in periods if p.action == "true_fault"):
-        hit = np.flatnonzero((assets == p.asset) & (starts < p.end_us) & (rows.end_us > p.start_us))
-        out.append(_slice_value(rows, int(hit[np.argmin(starts[hit])]), key) if hit.size else None)
+def _first_windows(rows: RoleRows, periods: Sequence[LabelledPeriod]) -> list[int | None]:
+    """Per ``true_fault`` period (in ``_delays``' order), the index of its first overlapping window."""
+    out: list[int | None] = []
+    for overlap in _overlaps(rows, periods):
+        hit = np.flatnonzero(overlap)
+        out.append(int(hit[np.argmin(rows.start_us[hit])]) if hit.size else None)
     return out
 
 
@@ -146,9 +154,10 @@ def compare(dsn: str, model: str, since: datetime, until: datetime) -> dict[str,
         "detection_delay_s": delays,
         "slices": {},
     }
+    first = _first_windows(champ, periods)
     for key in SLICES:
         values = np.array([_slice_value(champ, int(i), key) for i in kept], dtype=object)
-        fault_at = _fault_slices(champ, periods, key)
+        fault_at = [None if i is None else _slice_value(champ, i, key) for i in first]
         seen = sorted({str(v) for v in values if v is not None})
         res["slices"][key] = {
             v: {**block(values == v), "detection_delay_s": {

@@ -20,8 +20,6 @@ windows on the same features it was trained on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,8 +30,6 @@ from inference.training_set import TrainingSet
 LEVEL_STATS = ("mean", "rms", "min", "max")
 MODES = ("all", "auto", "none")
 ROBUST_SD = 1.4826  # MAD to standard deviation for normal data
-# the mode a training call uses when its caller names none: the CLI sets it for one command
-_DEFAULT_MODE: ContextVar[str] = ContextVar("levels_mode", default="all")
 
 
 @dataclass(frozen=True)
@@ -48,24 +44,6 @@ class LevelRule:
 
     def as_dict(self) -> dict[str, float]:
         return {"part": self.part, "max_shift": self.max_shift}
-
-
-def default_mode() -> str:
-    return _DEFAULT_MODE.get()
-
-
-@contextmanager
-def using_mode(mode: str | None) -> Any:
-    """Within the block, training calls that name no mode use ``mode`` (None: leave it as it is)."""
-    if mode is None:
-        yield
-        return
-    check_mode(mode)
-    token = _DEFAULT_MODE.set(mode)
-    try:
-        yield
-    finally:
-        _DEFAULT_MODE.reset(token)
 
 
 def check_mode(mode: str) -> str:
@@ -116,9 +94,9 @@ def select(
     tset: TrainingSet, stats: Sequence[str] = (), mode: str | None = None, rule: LevelRule = LevelRule()
 ) -> tuple[TrainingSet, dict[str, Any] | None]:
     """``tset`` with only the features of ``stats`` (empty: every statistic), less the level statistics of
-    the signals whose level ``mode`` rules out (None: the current default mode); and the decision (None
-    for ``all``, where nothing is dropped for a level)."""
-    mode = check_mode(mode if mode is not None else default_mode())
+    the signals whose level ``mode`` rules out (None: ``all``); and the decision (None for ``all``, where
+    nothing is dropped for a level)."""
+    mode = check_mode(mode or "all")
     decision = None if mode == "all" else decide(tset, mode, rule)
     wanted = set(stats)
     level_free = {s for s, d in (decision or {}).get("signals", {}).items() if not d["level"]}

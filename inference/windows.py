@@ -96,6 +96,11 @@ class WindowSpec:
     def dt_s(self) -> float:
         return 1.0 / self.grid_hz
 
+    @property
+    def hold_cells(self) -> int:
+        """Grid cells a value is held forward (``max_hold_s`` on the grid)."""
+        return math.floor(self.max_hold_s * self.grid_hz + 1e-9)
+
 
 @dataclass
 class Window:
@@ -292,7 +297,7 @@ class Windower:
                 lo = int(np.searchsorted(ts, start, "left"))
                 hi = int(np.searchsorted(ts, end, "left"))
                 if hi > lo:
-                    out.append(self._build(name, st, start, end, ts, sig, val, qual, flg))
+                    out.append(self._build(name, st, start, end, lo, hi, ts, sig, val, qual, flg))
                     st.next_start = start + spec.hop_us
                 else:
                     # nothing in this window: jump to the first window holding the next sample
@@ -335,25 +340,24 @@ class Windower:
         st: _Asset,
         start: int,
         end: int,
+        lo: int,
+        hi: int,
         ts: np.ndarray,
         sig: np.ndarray,
         val: np.ndarray,
         qual: np.ndarray,
         flg: np.ndarray,
     ) -> Window:
+        """The window [start, end) of samples ``[lo, hi)`` of the equipment's sorted columns."""
         from inference.window_kernel import window_cells
 
         spec = self.spec
-        hold_us = round(spec.max_hold_s * US)
-        lo_hold = int(np.searchsorted(ts, start - hold_us, "left"))
-        lo = int(np.searchsorted(ts, start, "left"))
-        hi = int(np.searchsorted(ts, end, "left"))
+        lo_hold = int(np.searchsorted(ts, start - round(spec.max_hold_s * US), "left"))
         n_samples = hi - lo
-        hold_cells = math.floor(spec.max_hold_s * spec.grid_hz + 1e-9)
         # the prior value per signal is the last good finite sample in [start - hold, start)
         grid, n_bad, flags, uncertain = window_cells(
-            ts, sig, val, qual, flg, lo_hold, lo, hi, start, end, len(st.signals), spec.n_grid, hold_cells,
-            int(Quality.BAD), int(Quality.UNCERTAIN))
+            ts, sig, val, qual, flg, lo_hold, lo, hi, start, end, len(st.signals), spec.n_grid,
+            spec.hold_cells, int(Quality.BAD), int(Quality.UNCERTAIN))
         self.bad_samples += n_bad
         flags = int(flags)
         if uncertain:

@@ -9,6 +9,13 @@ from typing import Any
 from tui.models import SEVERITY_RANK, InsightRow
 
 
+async def has_relation(conn: Any, name: str) -> bool:
+    """Whether the historian has this table or view (an older schema may not have it yet)."""
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
 def severity_case(column: str) -> str:
     whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in SEVERITY_RANK.items())
     return f"(CASE lower({column}) {whens} ELSE 2 END)"

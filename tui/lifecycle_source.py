@@ -18,6 +18,7 @@ import psycopg
 
 from tui.compare_view import Comparer, CompareView, from_result, nothing
 from tui.data_source import Unavailable
+from tui.historian_rows import has_relation
 from tui.models import LabelCounts, RetrainRow, SuppressionRow
 
 T = TypeVar("T")
@@ -77,9 +78,7 @@ class LifecycleReads:
             cur = await conn.execute(LABELS_SQL, {"now": now})
             for asset, model, action, n in await cur.fetchall():
                 acc.setdefault((asset, model), {})[action] = int(n)
-            cur = await conn.execute("SELECT to_regclass('alarm_suppressions') IS NOT NULL")
-            row = await cur.fetchone()
-            if row and row[0]:
+            if await has_relation(conn, "alarm_suppressions"):
                 cur = await conn.execute(SUPPRESSIONS_SQL, {"now": now})
                 for asset, model, n in await cur.fetchall():
                     acc.setdefault((asset, model), {})["suppressions"] = int(n)
@@ -94,9 +93,7 @@ class LifecycleReads:
         """Suppressions active at ``now``, newest first, with how many insights each has kept from MES."""
 
         async def q(conn: psycopg.AsyncConnection[Any]) -> list[SuppressionRow]:
-            cur = await conn.execute("SELECT to_regclass('alarm_suppressions') IS NOT NULL")
-            row = await cur.fetchone()
-            if not (row and row[0]):
+            if not await has_relation(conn, "alarm_suppressions"):
                 return []
             cur = await conn.execute(ACTIVE_SQL, {"now": now})
             return [SuppressionRow(int(r[0]), r[1], r[2], tuple(r[3] or ()), r[4], r[5], r[6], r[7] or "",
@@ -119,9 +116,7 @@ class LifecycleReads:
         """The newest retraining runs started up to ``now``, each in its latest state."""
 
         async def q(conn: psycopg.AsyncConnection[Any]) -> list[RetrainRow]:
-            cur = await conn.execute("SELECT to_regclass('model_retrains_latest') IS NOT NULL")
-            row = await cur.fetchone()
-            if not (row and row[0]):
+            if not await has_relation(conn, "model_retrains_latest"):
                 return []
             cur = await conn.execute(RETRAINS_SQL, {"now": now, "limit": limit})
             return [RetrainRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tui.alarm_models import ContextChange, EquipmentTally, ShiftReport
+from tui.historian_rows import has_relation
 
 TOP_EQUIPMENT = 10
 LINE_MATCH = "(starts_with(i.asset, %(line)s || '/') OR strpos(i.asset, '/' || %(line)s || '/') > 0)"
@@ -88,9 +89,7 @@ async def line_path(conn: psycopg.AsyncConnection[Any], line: str) -> str:
 async def context_changes(conn: psycopg.AsyncConnection[Any], p: dict[str, Any]) -> tuple[ContextChange, ...]:
     """MES context changes of the day on the line, its equipment, or the scopes above it (a site-wide
     shift change), each with the value it replaced."""
-    cur = await conn.execute("SELECT to_regclass('mes_context') IS NOT NULL")
-    row = await cur.fetchone()
-    if not (row and row[0]):
+    if not await has_relation(conn, "mes_context"):
         return ()
     full = await line_path(conn, p["line"])
     cur = await conn.execute(

@@ -26,6 +26,7 @@ STUCK_RULE_OFF = 2**62  # a run of equal values no file reaches
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``evaluate`` to the ``edge models`` group (``sub``: its subparsers)."""
+    from edge.app.commands.levels_option import add_levels_argument
     from edge.app.plugins import MODEL_KINDS
     from edge.core.plugins import names
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="train on these window statistics only (of mean, std, rms, min, max, ptp, skew, "
                    "kurt, crest, slope, zcr; default: every feature)")
     e.add_argument("--holdout", type=float, default=0.2, help="share of training windows held out (as train)")
+    add_levels_argument(e)
     w = e.add_argument_group("windows (default: the config's [inference], or the model's manifest)")
     w.add_argument("--window-s", type=float, default=None)
     w.add_argument("--hop-s", type=float, default=None)
@@ -220,6 +222,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _err(f"--feature-stats: unknown {', '.join(unknown)} (known: {', '.join(STATS)})")
     if stats and args.model:
         return _err("--feature-stats chooses what a model is trained on; a registry --model has its own")
+    if args.levels and args.model:
+        return _err("--levels chooses what a model is trained on; a registry --model has its own")
     try:
         if args.model:
             from inference.packages import Registry
@@ -240,7 +244,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             kind_opts = {k: v for k, v in given.items() if v is not None}
             options = kind.settings.model_validate(kind_opts)
             source = ModelSource(kind=kind, options=options, train_rows=args.train_rows,
-                                 train_fraction=args.train_fraction, holdout=args.holdout, stats=stats)
+                                 train_fraction=args.train_fraction, holdout=args.holdout, stats=stats,
+                                 levels=args.levels)
         spec = adapter.spec_of(settings)
         if args.train_file is not None:
             say(f"training {args.kind} on {args.train_file}")
@@ -248,7 +253,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                         require_labels=False))
             source = ModelSource(package=adapter.fit_package(
                 source.kind, source.options, [adapter.samples(tt.ts_us, tt.signals, "evaluate")], spec,
-                settings, name=f"eval-{args.kind}", source=tt.path.name, holdout=args.holdout, stats=stats))
+                settings, name=f"eval-{args.kind}", source=tt.path.name, holdout=args.holdout, stats=stats,
+                levels=args.levels))
     except PackageError as exc:
         return _err(str(exc), EXIT_FAIL)
     except (TableError, ValueError) as exc:

@@ -18,6 +18,7 @@ from edge.app.commands.model_settings import inference_settings as _settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edge.app.commands.levels_option import add_levels_argument
     from edge.app.plugins import MODEL_KINDS
     from edge.core.plugins import names
 
@@ -82,6 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="--auto: feature statistics tried: all, level_free (no mean, rms, min, max)")
     t.add_argument("--auto-label-column", default=None, metavar="COL",
                    help="--auto: a label column of the training rows (0 = normal): the objective is F1")
+    add_levels_argument(t)
     t.set_defaults(func=_train)
 
     ls = msub.add_parser("list", help="models, versions and which version is promoted; retraining runs")
@@ -118,11 +120,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rb.set_defaults(func=_rollback)
 
     from edge.app.commands.evaluate_cmd import register as register_evaluate
-    from edge.app.commands.levels_option import wire as wire_levels
     from edge.app.commands.lifecycle_cmd import register as register_lifecycle
 
     register_evaluate(msub)
-    wire_levels(msub)  # --levels on train and evaluate, once both exist
     register_lifecycle(msub)
 
 
@@ -199,6 +199,7 @@ def _train(args: argparse.Namespace) -> int:
             stats=auto.stats if auto else (),
             manifest_extra=auto.manifest_extra() if auto else None,
             keep=auto.keep if auto else None,
+            levels=args.levels,
         )
     except (ValueError, FileNotFoundError) as exc:
         return _err(str(exc), EXIT_USAGE)
