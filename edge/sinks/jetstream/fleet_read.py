@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.sinks.jetstream.codec import fleet_stream, heartbeat_wildcard
 from edge.sinks.jetstream.fleet_table import BoxRow, Desired, rows
+from edge.sinks.jetstream.shutdown import close_client
 from edge.sinks.jetstream.streams import connect
 
 READ_ATTEMPTS = 4
@@ -45,8 +46,7 @@ async def heartbeats(servers: Sequence[str], site: str, *, timeout_s: float = 5.
                 await asyncio.sleep(1.0 + attempt)
         return []
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 2.0)
+        await close_client(nc, 2.0)
 
 
 async def _read(js: Any, site: str, not_found: type[Exception]) -> list[dict[str, Any]]:

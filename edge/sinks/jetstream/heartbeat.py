@@ -31,6 +31,7 @@ from edge.core.component import Role
 from edge.core.metrics import METRICS, Metrics
 from edge.sinks.jetstream.codec import heartbeat_subject
 from edge.sinks.jetstream.settings import JetStreamSettings
+from edge.sinks.jetstream.shutdown import close_client
 from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
 
 log = logging.getLogger("edge.sinks.jetstream.heartbeat")
@@ -106,8 +107,7 @@ class Heartbeat:
             except Exception as exc:
                 log.debug("heartbeat: no cluster", extra={"error": describe(exc)})
                 if self.nc is not None:
-                    with contextlib.suppress(Exception):
-                        await self.nc.close()
+                    await close_client(self.nc, 2.0)
                 self.nc = None
                 return False
         self.seq += 1
@@ -131,8 +131,7 @@ class Heartbeat:
                     await asyncio.wait_for(self._stopping.wait(), self.settings.heartbeat_interval_s)
         finally:
             if self.nc is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.nc.close(), 2.0)
+                await close_client(self.nc, 2.0)
                 self.nc = None
 
     async def stop(self) -> None:

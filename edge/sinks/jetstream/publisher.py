@@ -39,6 +39,7 @@ from edge.core.settings import SpoolSettings
 from edge.sinks.historian.spool import Spool, SpoolFull
 from edge.sinks.jetstream.codec import data_subject, encode
 from edge.sinks.jetstream.settings import JetStreamSettings
+from edge.sinks.jetstream.shutdown import close_client, end_tasks
 from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
 from edge.sinks.jetstream.suppressions import HistorianSuppressions
 
@@ -75,6 +76,7 @@ class JetStreamSink:
         self.published = 0
         self._up = False
         self._stopping = asyncio.Event()
+        self._ending = False  # the helpers' own exit: nats-py may swallow the cancellation meant for them
         self._replay_wake = asyncio.Event()
         self._sem = asyncio.Semaphore(settings.in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,6 +94,7 @@ class JetStreamSink:
 
     async def run(self) -> None:
         self._stopping = asyncio.Event()
+        self._ending = False
         await asyncio.to_thread(self.spool.open)
         helpers = [asyncio.create_task(self._connect_loop(), name=f"{self.name}-connect"),
                    asyncio.create_task(self._replay_loop(), name=f"{self.name}-replay")]
@@ -115,14 +118,10 @@ class JetStreamSink:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=self.settings.publish_timeout_s + 1)
         finally:
-            for task in helpers:
-                task.cancel()
-            for task in helpers:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            self._ending = True
+            await end_tasks(helpers, 2.0)
             if self.nc is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.nc.close(), 2.0)
+                await close_client(self.nc, 2.0)
             self.nc, self.js, self._up = None, None, False
             await asyncio.to_thread(self.spool.close)
             if self.suppressions is not None:
@@ -134,18 +133,25 @@ class JetStreamSink:
     # -- connection ------------------------------------------------------------------------------------
 
     async def _connect_loop(self) -> None:
-        while self.nc is None:
+        while self.nc is None and not self._ending:
+            nc = None
             try:
                 nc = await connect(self.settings.servers, name=f"{self.box}-jetstream",
                                    on_down=self._on_disconnect, on_up=self._on_reconnect)
                 js = nc.jetstream(timeout=self.settings.publish_timeout_s)
                 if self.settings.ensure_streams:
                     await ensure_streams(js, self.site, **stream_kwargs(self.settings))
-                self.nc, self.js = nc, js
-                self._mark_up()
             except Exception as exc:
+                if nc is not None:  # connected but the streams are not there: a client reconnecting for ever
+                    await close_client(nc, 2.0)
                 self._mark_down(exc)
                 await asyncio.sleep(self.settings.retry_interval_s)
+                continue
+            if self._ending:  # connected as the sink ended: nobody else would close it
+                await close_client(nc, 2.0)
+                return
+            self.nc, self.js = nc, js
+            self._mark_up()
 
     async def _on_disconnect(self) -> None:
         if self._stopping.is_set() and self.inbox.empty() and not self._tasks:
@@ -275,7 +281,7 @@ class JetStreamSink:
     # -- replay ----------------------------------------------------------------------------------------
 
     async def _replay_loop(self) -> None:
-        while True:
+        while not self._ending:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._replay_wake.wait(), self.settings.retry_interval_s)
             self._replay_wake.clear()

@@ -29,6 +29,7 @@ from edge.core.metrics import METRICS, Metrics
 from edge.sinks.historian.sink import BatchWriter, is_unavailable
 from edge.sinks.jetstream.codec import data_stream, data_wildcard, decode
 from edge.sinks.jetstream.settings import SiteHistorianSettings
+from edge.sinks.jetstream.shutdown import close_client
 from edge.sinks.jetstream.streams import connect, describe, ensure_streams, stream_kwargs
 
 log = logging.getLogger("edge.sinks.jetstream.site_historian")
@@ -88,8 +89,7 @@ class SiteHistorian:
                         break
         finally:
             if self.nc is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.nc.drain(), 3.0)
+                await close_client(self.nc, 3.0, drain=True)
                 self.nc = None
 
     async def stop(self) -> None:

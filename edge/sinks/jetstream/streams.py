@@ -15,6 +15,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError, NotFoundError
 
 from edge.sinks.jetstream.codec import data_stream, data_wildcard, fleet_stream, token
+from edge.sinks.jetstream.shutdown import close_client
 
 log = logging.getLogger("edge.sinks.jetstream")
 
@@ -85,7 +86,7 @@ async def ensure_streams_when_ready(servers: Sequence[str], sites: Sequence[str]
                                          duplicate_window_s=duplicate_window_s)
                 return
             finally:
-                await nc.close()
+                await close_client(nc, 2.0)
         except Exception:
             if time.monotonic() > deadline:
                 raise
