@@ -20,6 +20,7 @@ from edge.sinks.historian.writer import HistorianWriter
 from edge.sinks.jetstream.codec import data_stream, data_subject, encode
 from edge.sinks.jetstream.publisher import JetStreamSink
 from edge.sinks.jetstream.settings import JetStreamSettings, SiteHistorianSettings
+from edge.sinks.jetstream.shutdown import close_client
 from edge.sinks.jetstream.site_historian import SiteHistorian
 from tests.edge.sinks.jetstream.conftest import free_port, wait_port
 from tests.edge.sinks.jetstream.conftest import until as _until
@@ -48,7 +49,7 @@ async def _stream_msgs(url: str) -> int:
     try:
         return int((await nc.jetstream().stream_info(data_stream("s1"))).state.messages)
     finally:
-        await nc.close()
+        await close_client(nc, 5.0)
 
 
 async def test_published_once_acked_after_the_publish_and_deduplicated(tmp_path: Path, nats_url: str) -> None:
@@ -107,7 +108,8 @@ async def test_the_spool_covers_an_unreachable_cluster(tmp_path: Path) -> None:
         wait_port(port)
         await _until(lambda: sink.up and sink.spool.empty(), 20)
         await sink.stop()
-        await task
+        ended, _ = await asyncio.wait([task], timeout=15)
+        assert ended, "the sink did not end within 15 s of stop()"
         assert await _stream_msgs(url) == 20
     finally:
         proc.kill()
@@ -138,7 +140,7 @@ async def test_two_site_historians_share_the_stream_and_store_each_batch_once(
     payload, headers = encode(_env("box-1", 3, []), "box-1")
     await nc.jetstream().publish(data_subject("s1", "line", "box-1", "samples"), payload,
                                  headers={**headers, "Nats-Msg-Id": "late-copy"})
-    await nc.close()
+    await close_client(nc, 5.0)
     settings = SiteHistorianSettings.model_validate({"servers": [nats_url], "site": "s1", "replicas": 1,
                                                      "fetch_batch": 4, "ack_wait_s": 2})
     metrics = Metrics()

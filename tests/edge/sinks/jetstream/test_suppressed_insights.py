@@ -21,6 +21,7 @@ from edge.sinks.historian.settings import HistorianSettings
 from edge.sinks.jetstream.codec import data_stream, decode
 from edge.sinks.jetstream.publisher import JetStreamSink
 from edge.sinks.jetstream.settings import JetStreamSettings
+from edge.sinks.jetstream.shutdown import close_client
 from edge.sinks.jetstream.suppressions import HistorianSuppressions
 from tests.edge.sinks.jetstream.conftest import free_port
 from tests.edge.sinks.jetstream.conftest import until as _until
@@ -68,7 +69,7 @@ async def _published_ids(url: str) -> list[list[str]]:
             out.append(decode(msg.data).envelope.batch.column("insight_id").to_pylist())
         return out
     finally:
-        await nc.close()
+        await close_client(nc, 5.0)
 
 
 async def _send(sink: JetStreamSink, batches: list[Envelope]) -> list[str]:
