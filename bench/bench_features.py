@@ -2,7 +2,8 @@
 
 Features per window: mean, std, rms, min, max, ptp, skew, kurt (bias-corrected), crest, slope, zcr, 8 FFT band
 energies, spectral centroid, dominant frequency. Rounds are interleaved (numba 1 thread, numba 2 threads,
-numpy, read) and medians reported; tsfresh runs on a subset of windows (slow) and is scaled to windows/s.
+numpy, read; BLAS on one thread, numpy again afterwards with BLAS's default threads) and medians reported;
+tsfresh runs on a subset of windows (slow) and is scaled to windows/s.
 The Numba path is what ``FeatureExtractor`` runs for power-of-two windows: one fused kernel per row
 (statistics, then a real FFT inside the kernel, ``inference.rfft_kernel``). Exits 1 when it differs from
 numpy/scipy by more than 1e-9 (relative).
@@ -13,15 +14,16 @@ numpy/scipy by more than 1e-9 (relative).
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.stats
+from threadpoolctl import threadpool_limits
 
 from inference import kernels
+from inference.features import split_over_threads
 from inference.rfft_kernel import features_rows_into, rfft_tables
 
 FS = 12000.0
@@ -36,7 +38,6 @@ def numba_features(x: np.ndarray, pool: ThreadPoolExecutor | None, threads: int)
     spec = np.empty((rows, BANDS + 2))
     every = np.ones(rows, dtype=np.bool_)
     tables = rfft_tables(n)
-    bounds = np.linspace(0, rows, threads + 1).astype(int)
 
     def part(lo: int, hi: int) -> None:
         features_rows_into(x, 1.0 / FS, FS, BANDS, every, stats, spec, nv, lo, hi, *tables)
@@ -44,8 +45,7 @@ def numba_features(x: np.ndarray, pool: ThreadPoolExecutor | None, threads: int)
     if pool is None or threads == 1:
         part(0, rows)
     else:
-        for f in [pool.submit(part, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
-            f.result()
+        split_over_threads(part, rows, threads, pool)
     return np.concatenate([stats, spec], axis=1)
 
 
@@ -118,7 +118,7 @@ def main() -> None:
     x = np.ascontiguousarray(
         rng.normal(size=(args.windows, args.n)) * 0.1 + np.sin(np.arange(args.n) * 0.3)[None, :]
     )
-    pool = ThreadPoolExecutor(2)
+    pool = ThreadPoolExecutor(1)  # with the calling thread, two (FeatureExtractor's split)
     # compile / load cache, and check agreement
     a = numba_features(x, None, 1)
     b = numpy_features(x)
@@ -135,6 +135,11 @@ def main() -> None:
     stats = np.empty((args.windows, kernels.N_STATS))
     nv = np.empty(args.windows, dtype=np.int64)
     kernels.spectral_rows(x[:2], FS, BANDS, use_numba_fft=False)
+    # BLAS on one thread while the rounds run: after a BLAS call (numpy/scipy's matrix products) OpenBLAS's
+    # idle workers spin for a while and took the second core from whatever ran next (the two-thread Numba
+    # run measured 13 ms instead of 7). The numpy/scipy reference is measured again afterwards with BLAS's
+    # default threads, and the ratio taken against the faster of its two figures.
+    blas_one = threadpool_limits(1, user_api="blas")
     for _ in range(args.rounds):
         res["  numba stats only"].append(
             timed(kernels.stats_rows_into, x, 1.0 / FS, stats, nv, 0, args.windows)
@@ -146,6 +151,8 @@ def main() -> None:
         res["numba 2 threads"].append(timed(numba_features, x, pool, 2))
         res["numpy/scipy"].append(timed(numpy_features, x))
         res["one read (x.sum())"].append(timed(np.sum, x))
+    blas_one.restore_original_limits()
+    res["numpy/scipy, BLAS default threads"] = [timed(numpy_features, x) for _ in range(args.rounds)]
     ts_t = None
     try:
         k = args.tsfresh_windows
@@ -158,15 +165,16 @@ def main() -> None:
         f"{args.windows} windows x {args.n} samples ({mb:.1f} MB float64), {args.rounds} interleaved rounds, "
         f"medians; max rel. difference numba vs numpy {worst:.1e}"
     )
-    print(f"{'method':24} {'time ms':>10} {'windows/s':>12} {'vs numba 2 thr':>15}")
+    print(f"{'method':34} {'time ms':>10} {'windows/s':>12} {'vs numba 2 thr':>15}")
     base = med["numba 2 threads"]
     rows = [*med.items()] + ([("tsfresh (scaled)", ts_t)] if ts_t is not None else [])
     for name, t in rows:
         extra = f" ({mb / 1e3 / t:.1f} GB/s)" if name.startswith("one read") else ""
-        print(f"{name:24} {t * 1e3:10.2f} {args.windows / t:12.0f} {t / base:14.1f}x{extra}")
+        print(f"{name:34} {t * 1e3:10.2f} {args.windows / t:12.0f} {t / base:14.1f}x{extra}")
     print(
         f"numba 2 threads is {med['numba 2 threads'] / med['one read (x.sum())']:.1f}x one read of the input;"
-        f" numpy/scipy takes {med['numpy/scipy'] / base:.1f}x as long"
+        f" numpy/scipy takes {min(med['numpy/scipy'], med['numpy/scipy, BLAS default threads']) / base:.1f}x"
+        " as long (the faster of its two figures)"
         + (f", tsfresh {ts_t / base:.0f}x" if ts_t is not None else "")
     )
     if not worst <= TOLERANCE:

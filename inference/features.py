@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,6 +31,21 @@ def feature_names(signals: Iterable[str], spectral: Iterable[str] = (), n_bands:
         if s in spec:
             names.extend(f"{s}__{st}" for st in spectral_names(n_bands))
     return names
+
+
+def split_over_threads(part: Callable[[int, int], None], n_rows: int, threads: int,
+                       pool: ThreadPoolExecutor) -> None:
+    """``part(lo, hi)`` over rows [0, n_rows) in ``threads`` contiguous parts: the calling thread runs the
+    first itself and ``pool`` (``threads - 1`` workers) the others: the caller would otherwise sit idle
+    while it waits, and there is one thread fewer to wake (a short call is over before the scheduler has
+    spread freshly woken threads over the cores)."""
+    bounds = np.linspace(0, n_rows, threads + 1).astype(int)
+    futures = [pool.submit(part, int(a), int(b)) for a, b in itertools.pairwise(bounds[1:])]
+    try:
+        part(int(bounds[0]), int(bounds[1]))
+    finally:
+        for f in futures:
+            f.result()
 
 
 class FeatureExtractor:
@@ -107,10 +122,8 @@ class FeatureExtractor:
 
         if self.threads > 1 and n_rows >= 64:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="features")
-            bounds = np.linspace(0, n_rows, self.threads + 1).astype(int)
-            for f in [self._pool.submit(part, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
-                f.result()
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="features")
+            split_over_threads(part, n_rows, self.threads, self._pool)
         else:
             part(0, n_rows)
         if not fused and spectral.any():

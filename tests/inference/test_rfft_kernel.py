@@ -94,3 +94,47 @@ def test_extractor_fused_path_equals_the_two_kernel_path(threads: int) -> None:
             assert got[f"vib__{name}"] == pytest.approx(ref_spec[wi, j], rel=1e-9, abs=1e-12)
         assert "temp__band0" not in got
         assert nv[wi] == min(ref_nv[2 * wi], ref_nv[2 * wi + 1])
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_rows_split_over_threads_cover_each_row_once_the_caller_taking_the_first_part(threads: int) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.features import split_over_threads
+
+    seen = np.zeros(101, dtype=np.int64)
+    where: dict[int, int] = {}
+
+    def part(lo: int, hi: int) -> None:
+        seen[lo:hi] += 1
+        where[lo] = threading.get_ident()
+
+    with ThreadPoolExecutor(threads - 1) as pool:
+        split_over_threads(part, 101, threads, pool)
+    assert (seen == 1).all()
+    assert len(where) == threads and where[0] == threading.get_ident()
+    assert all(ident != threading.get_ident() for lo, ident in where.items() if lo)
+
+
+def test_a_failing_part_on_the_calling_thread_still_waits_for_the_workers() -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.features import split_over_threads
+
+    done: list[int] = []
+
+    def part(lo: int, hi: int) -> None:
+        if lo == 0:
+            raise ValueError("first part")
+        time.sleep(0.2)
+        done.append(lo)
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        with pytest.raises(ValueError, match="first part"):
+            split_over_threads(part, 10, 2, pool)
+        assert done == [5]  # the worker's part had finished before the error came out (pool still open)
+    finally:
+        pool.shutdown()
