@@ -10,7 +10,6 @@ cancelled, kept referenced, and named in the log, while shutdown goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -45,7 +44,5 @@ async def end_tasks(tasks: Iterable[asyncio.Task[Any]], timeout_s: float, *, can
 
 async def close_client(nc: Any, timeout_s: float, *, drain: bool = False) -> bool:
     """Close (or drain, then close) a NATS client within ``timeout_s``; True when it closed in time."""
-    with contextlib.suppress(Exception):
-        task = asyncio.create_task(nc.drain() if drain else nc.close(), name="nats-close")
-        return await end_tasks([task], timeout_s, cancel=False)
-    return False
+    task = asyncio.create_task(nc.drain() if drain else nc.close(), name="nats-close")
+    return await end_tasks([task], timeout_s, cancel=False)

@@ -160,3 +160,33 @@ async def test_two_site_historians_share_the_stream_and_store_each_batch_once(
         ledger = conn.execute("SELECT count(*) FROM ingest_ledger WHERE batch_id LIKE 'box-1.%'").fetchone()
     assert row == (4000, 4000)
     assert ledger == (40,)
+
+
+async def test_a_server_without_jetstream_is_retried_without_leaving_clients_behind(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    port, monitor = free_port(), free_port()
+    proc = subprocess.Popen([exe, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)],  # no -js
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        wait_port(monitor)
+        sink = _sink(f"nats://127.0.0.1:{port}", tmp_path)
+        task = asyncio.create_task(sink.run())
+        await asyncio.sleep(3.0)  # a try every 0.2 s: each connects, finds no JetStream, and must close
+
+        def connections() -> int:
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/connz", timeout=5) as resp:
+                return int(json.loads(resp.read())["num_connections"])
+
+        assert not sink.up and sink.last_error is not None
+        assert await asyncio.to_thread(connections) <= 1
+        await sink.stop()
+        ended, _ = await asyncio.wait([task], timeout=15)
+        assert ended, "the sink did not end within 15 s of stop()"
+        await _until(lambda: connections() == 0, 5)
+    finally:
+        proc.kill()
+        proc.wait(5)
