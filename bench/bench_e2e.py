@@ -60,7 +60,8 @@ CONVERT = {"degF": (9.0 / 5.0, 32.0), "kPa": (100.0, 0.0), "psi": (14.503773773,
 
 
 # ---------------------------------------------------------------------------------------- config and model
-def bench_config(base: Any, n_equipment: int, prefix: str, source_name: str, per_msg: int) -> Any:
+def bench_config(base: Any, n_equipment: int, prefix: str, source_name: str, per_msg: int,
+                 batch_ms: int | None = None) -> Any:
     """The demo config with an MQTT JSON source instead of OPC-UA and presses up to ``n_equipment``."""
     from contextualize.settings import EquipmentSettings, TagMapping
     from ingest.settings import MqttSourceSettings
@@ -82,7 +83,7 @@ def bench_config(base: Any, n_equipment: int, prefix: str, source_name: str, per
                              tag_from_topic="{name}", tag_path="n", value_path="v", ts_path="t",
                              quality_path=None, samples_path="s", ts_format="epoch_us",
                              client_id=f"fe-bench-{source_name}", clean_start=True, session_expiry_s=0,
-                             receive_maximum=max(1000, 65_535 // max(1, per_msg // 10)))
+                             receive_maximum=max(1000, 65_535 // max(1, per_msg // 10)), batch_ms=batch_ms)
     return base.model_copy(update={
         "assets": base.assets.model_copy(update={"equipment": equipment, "tags": tags}),
         "sources": base.sources.model_copy(update={"opcua": [], "mqtt": [src]}),
@@ -254,7 +255,7 @@ async def run_rate(args: argparse.Namespace, cfg_base: Any, services: Any, rate:
 
     prefix = f"fe-bench-e2e-{secrets.token_hex(3)}"
     source_name = f"bench-{rate}{arm}"
-    cfg = bench_config(cfg_base, args.equipment, prefix, source_name, args.per_msg)
+    cfg = bench_config(cfg_base, args.equipment, prefix, source_name, args.per_msg, args.batch_ms)
     lateness = cfg.inference.allowed_lateness_s
     ctx = mp.get_context("spawn")
     sub_ready, sub_stop, sub_q, pub_q = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Queue()
@@ -501,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--equipment", type=int, default=60, help="presses (4 tags each; the demo's 6 first)")
     ap.add_argument("--per-msg", type=int, default=100, help="samples per MQTT message")
     ap.add_argument("--baseline-s", type=float, default=900.0, help="simulated seconds to train on")
+    ap.add_argument("--batch-ms", type=int, default=None,
+                    help="the MQTT source's batch_ms (default: the product's, [pipeline] batch_ms)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
