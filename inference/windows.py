@@ -36,6 +36,7 @@ from edge.core.datamodel import (
     Quality,
     QualityFlag,
 )
+from inference.sample_buffer import SampleBuffer
 
 GATING_FLAGS = int(QualityFlag.STALE | QualityFlag.STUCK) | WINDOW_LOW_COVERAGE | WINDOW_MISSING_FEATURE
 
@@ -122,11 +123,7 @@ class Window:
 @dataclass
 class _Asset:
     signals: dict[str, int] = field(default_factory=dict)
-    ts: list[np.ndarray] = field(default_factory=list)
-    sig: list[np.ndarray] = field(default_factory=list)
-    val: list[np.ndarray] = field(default_factory=list)
-    qual: list[np.ndarray] = field(default_factory=list)
-    flg: list[np.ndarray] = field(default_factory=list)
+    samples: SampleBuffer = field(default_factory=SampleBuffer)
     max_ts: int = -(2**62)
     next_start: int | None = None
     late_pending: bool = False
@@ -136,33 +133,6 @@ class _Asset:
     # the context is unchanged, so consumers can compare contexts by identity (build_insights' cache)
     ctx_shared: tuple[tuple[str | None, ...], list[str], dict[str, str | None]] | None = None
     no_ctx: dict[str, str | None] = field(default_factory=dict)
-
-    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if len(self.ts) != 1:
-            arrays = [
-                np.concatenate(a) if a else np.empty(0, d)
-                for a, d in (
-                    (self.ts, np.int64),
-                    (self.sig, np.int32),
-                    (self.val, np.float64),
-                    (self.qual, np.int16),
-                    (self.flg, np.int32),
-                )
-            ]
-            # each piece is sorted (``add``); pieces that follow each other in time (live data) are sorted
-            # when joined, so the sort and the five gathers are only paid for out-of-order arrivals
-            if not _in_order(self.ts):
-                order = np.argsort(arrays[0], kind="stable")
-                arrays = [a[order] for a in arrays]
-            self.ts, self.sig, self.val, self.qual, self.flg = ([a] for a in arrays)
-        return self.ts[0], self.sig[0], self.val[0], self.qual[0], self.flg[0]
-
-
-def _in_order(pieces: list[np.ndarray]) -> bool:
-    """Whether sorted pieces, joined in list order, are sorted: each starts at or after the last one's end."""
-    ends = [p[-1] for p in pieces if p.size]
-    starts = [p[0] for p in pieces if p.size]
-    return all(b >= a for a, b in zip(ends[:-1], starts[1:], strict=True))
 
 
 def _codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
@@ -243,11 +213,7 @@ class Windower:
             if a_ts.size > 1 and np.any(a_ts[1:] < a_ts[:-1]):
                 order = np.argsort(a_ts, kind="stable")
                 rows, a_ts, a_sig = rows[order], a_ts[order], a_sig[order]
-            st.ts.append(a_ts)
-            st.sig.append(a_sig)
-            st.val.append(val[rows])
-            st.qual.append(qual[rows])
-            st.flg.append(flg[rows])
+            st.samples.append(a_ts, a_sig, val[rows], qual[rows], flg[rows])
             st.max_ts = max(st.max_ts, int(a_ts.max()))
             if st.next_start is None:
                 first = int(a_ts.min())
@@ -290,7 +256,7 @@ class Windower:
                 watermark = max(watermark, now_us - lateness - round(spec.idle_close_s * US))
             if st.next_start + spec.window_us > watermark:
                 continue
-            ts, sig, val, qual, flg = st.merged()
+            ts, sig, val, qual, flg = st.samples.columns()
             while st.next_start + spec.window_us <= watermark:
                 start = st.next_start
                 end = start + spec.window_us
@@ -318,16 +284,7 @@ class Windower:
     def _prune(self, st: _Asset) -> None:
         assert st.next_start is not None
         keep_from = st.next_start - round(self.spec.max_hold_s * US) - 1
-        ts, sig, val, qual, flg = st.merged()
-        cut = int(np.searchsorted(ts, keep_from, "left"))
-        if cut:
-            st.ts, st.sig, st.val, st.qual, st.flg = (
-                [ts[cut:]],
-                [sig[cut:]],
-                [val[cut:]],
-                [qual[cut:]],
-                [flg[cut:]],
-            )
+        st.samples.drop_before(keep_from)
         if len(st.ctx_ts) > 1:
             i = int(np.searchsorted(np.asarray(st.ctx_ts), keep_from, "right")) - 1
             if i > 0:

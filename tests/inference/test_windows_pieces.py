@@ -1,11 +1,11 @@
-"""Batches that arrive in time order and batches that overlap in time give the same windows: the windower
-joins an equipment's pieces without sorting only when they follow each other."""
+"""Batches that arrive in time order and batches that overlap in time give the same windows (the equipment's
+sample buffer sorts only when a piece starts before the samples it holds end)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from inference.windows import Windower, WindowSpec, _in_order
+from inference.windows import Windower, WindowSpec
 from tests.inference.test_features_windows import T0, US, ctx_batch
 
 
@@ -42,8 +42,3 @@ def test_in_order_and_overlapping_pieces_give_the_same_windows() -> None:
     # the first window's grid: each cell the one sample of its tag in that half second
     np.testing.assert_array_equal(ordered[0][1][0, :10], np.arange(0.0, 20.0, 2.0))
 
-
-def test_in_order_says_whether_joined_pieces_stay_sorted() -> None:
-    a, b, c = np.array([1, 2]), np.array([2, 5]), np.array([4, 6])
-    assert _in_order([a, b]) and _in_order([a, np.array([], np.int64), b]) and _in_order([a])
-    assert not _in_order([b, c]) and not _in_order([b, a])
