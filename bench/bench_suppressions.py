@@ -63,7 +63,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def measure(db: str, rows: int, suppressions: int, calls: int) -> dict[str, Any]:
-    from edge.sinks.jetstream.suppressions import SUPPRESSED_SQL, HistorianSuppressions
+    from edge.sinks.jetstream.suppressions import SUPPRESSED_SQL, HistorianSuppressions, question
     from tests.inference.suppression_support import Row, insights_batch
 
     other = ["pressure_max", "current_mean", "temperature_std"]
@@ -73,9 +73,7 @@ async def measure(db: str, rows: int, suppressions: int, calls: int) -> dict[str
         for i in range(rows)])
     sup = HistorianSuppressions(db, timeout_s=5.0)
     found = await sup.suppressed(batch)  # connects, and says what the rule matched
-    strings = [batch.column(c).cast("string").to_pylist() for c in ("asset", "model", "severity")]
-    args = (strings[0], strings[1], batch.column("ts").to_pylist(), strings[2],
-            batch.column("top_features").to_pylist())
+    _, args = question(batch)
     conn = sup._conn
     product, query, floor = [], [], []
     for _ in range(calls):  # interleaved

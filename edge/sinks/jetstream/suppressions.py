@@ -20,6 +20,22 @@ WHERE insight_suppression_of(t.asset, t.model, t.ts, t.severity, t.top::jsonb) I
 """
 
 
+def question(batch: pa.RecordBatch) -> tuple[list[int], tuple[list[Any], ...]]:
+    """The batch's alarming rows (warning or alarm: an ok row is never suppressed) and ``SUPPRESSED_SQL``'s
+    arguments for them: asset, model, ts, severity, top features."""
+    severity = batch.column("severity").cast(pa.string())
+    alarming = pc.is_in(severity, value_set=pa.array(["warning", "alarm"]))
+    idx = [i for i, v in enumerate(alarming.to_pylist()) if v]
+    take = pa.array(idx, type=pa.int64())
+
+    def col(name: str) -> list[Any]:
+        values: list[Any] = batch.column(name).take(take).cast(pa.string()).to_pylist()
+        return values
+
+    return idx, (col("asset"), col("model"), batch.column("ts").take(take).to_pylist(), col("severity"),
+                 col("top_features"))
+
+
 class HistorianSuppressions:
     """Which rows of an insights batch fall under an active suppression, asked of the box's historian
     (``insight_suppression_of``) over one connection, each question bounded by ``timeout_s``."""
@@ -32,19 +48,9 @@ class HistorianSuppressions:
 
     async def suppressed(self, batch: pa.RecordBatch) -> list[int]:
         """Indices of the suppressed rows; raises when the historian cannot answer in time."""
-        severity = batch.column("severity").cast(pa.string())
-        alarming = pc.is_in(severity, value_set=pa.array(["warning", "alarm"]))
-        idx = [i for i, v in enumerate(alarming.to_pylist()) if v]
+        idx, args = question(batch)
         if not idx:
             return []  # an ok row is never suppressed: no question to ask
-        take = pa.array(idx)
-
-        def col(name: str) -> list[Any]:
-            values: list[Any] = batch.column(name).take(take).cast(pa.string()).to_pylist()
-            return values
-
-        args = (col("asset"), col("model"), batch.column("ts").take(take).to_pylist(),
-                col("severity"), col("top_features"))
         try:
             rows = await asyncio.wait_for(self._ask(args), self.timeout_s)
         except BaseException:
